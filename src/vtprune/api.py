@@ -1,0 +1,136 @@
+"""The public surface: ``prune``, ``PruneHandle``, ``disabled``, ``methods``."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from .config import PruneConfig
+from .models import adapter_for
+from .registry import Method, all_methods, get_method, method_for_config, method_names
+from .runtime.record import PruneStats
+from .runtime.session import PruningSession
+
+_ATTRIBUTE = "_vtprune_handle"  # set on the model's multimodal core while pruning is on
+
+
+class PruneHandle:
+    """What :func:`prune` returns: the active method on one model instance.
+
+    ``last_keep`` and ``stats`` describe the last forward that brought images;
+    ``remove()`` restores the exact original model. Also a context manager that
+    removes itself on exit.
+    """
+
+    def __init__(self, model: nn.Module, method: Method, config: PruneConfig, session: PruningSession) -> None:
+        self.model = model
+        self.method = method.name
+        self.config = config
+        self._session = session
+
+    @property
+    def active(self) -> bool:
+        return getattr(self._session.adapter.core, _ATTRIBUTE, None) is self
+
+    @property
+    def last_keep(self) -> list[list[torch.Tensor]] | None:
+        """Per sample, per image: sorted kept indices into that image's visual tokens
+        (``None`` before the first forward with images)."""
+        return None if self._session.last is None else self._session.last.last_keep
+
+    @property
+    def stats(self) -> PruneStats | None:
+        """Visual tokens per sample before pruning, at the LLM input and averaged over
+        layers, for the last forward with images."""
+        return None if self._session.last is None else self._session.last.stats
+
+    def remove(self) -> None:
+        """Take the hooks off; the model is exactly as before :func:`prune`. Idempotent."""
+        self._session.remove()
+        core = self._session.adapter.core
+        if getattr(core, _ATTRIBUTE, None) is self:
+            delattr(core, _ATTRIBUTE)
+
+    def __enter__(self) -> "PruneHandle":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        state = "active" if self.active else "removed"
+        return f"PruneHandle({self.config!r}, {state})"
+
+
+def _make_config(method: str | PruneConfig, overrides: dict[str, Any]) -> tuple[Method, PruneConfig]:
+    if isinstance(method, PruneConfig):
+        spec = method_for_config(method)
+        return spec, dataclasses.replace(method, **overrides) if overrides else method
+    if isinstance(method, type) and issubclass(method, PruneConfig):
+        method = method.method  # a config class names its method
+    if not isinstance(method, str):
+        raise TypeError(
+            f"method must be a method name (one of {method_names()}) or a PruneConfig instance; "
+            f"got {type(method).__name__}"
+        )
+    spec = get_method(method)
+    accepted = [f.name for f in dataclasses.fields(spec.config)]
+    unknown = sorted(set(overrides) - set(accepted))
+    if unknown:
+        raise TypeError(f"{spec.name} has no option(s) {unknown}; accepted: {accepted}")
+    return spec, spec.config(**overrides)
+
+
+def prune(model: nn.Module, method: str | PruneConfig, **config: Any) -> PruneHandle:
+    """Prune the visual tokens ``model`` sees, in place, with ``method``.
+
+    ``method`` is a registered name (``"uniform"``) with its options as keywords
+    (``keep=0.25``), or a config object (``UniformConfig(keep=64)``). Everything is
+    validated before the model is touched; pruning a model that is already pruned
+    replaces the previous method. ``generate`` and ``forward`` are called as before.
+    """
+    spec, cfg = _make_config(method, config)
+    adapter = adapter_for(model)
+    stages = spec.stages(cfg)
+    adapter.check_stages(stages)
+
+    previous = getattr(adapter.core, _ATTRIBUTE, None)
+    if previous is not None:
+        previous.remove()
+    session = PruningSession(adapter, cfg, stages)
+    session.install()
+    handle = PruneHandle(model, spec, cfg, session)
+    setattr(adapter.core, _ATTRIBUTE, handle)
+    return handle
+
+
+def active_handle(model: nn.Module) -> PruneHandle | None:
+    """The handle pruning ``model``, if any."""
+    core = model.model if hasattr(model, "model") and hasattr(model.model, "language_model") else model
+    return getattr(core, _ATTRIBUTE, None)
+
+
+@contextlib.contextmanager
+def disabled(model: nn.Module) -> Iterator[None]:
+    """Run ``model`` unpruned inside the block; the method comes back afterwards."""
+    handle = active_handle(model)
+    if handle is None:
+        yield
+        return
+    session = handle._session
+    session.enabled, was = False, session.enabled
+    session.reset()
+    try:
+        yield
+    finally:
+        session.enabled = was
+        session.reset()
+
+
+def methods() -> list[dict[str, object]]:
+    """Every registered method: name, stage(s), signals it needs, paper, summary."""
+    return [m.describe() for m in all_methods()]

@@ -1,0 +1,29 @@
+"""Model adapters, one per family, and the lookup from a model instance to its adapter."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .base import ModelAdapter
+from .llava import LlavaAdapter
+from .qwen2_vl import Qwen2VLAdapter
+
+ADAPTERS: tuple[type[ModelAdapter], ...] = (LlavaAdapter, Qwen2VLAdapter)
+
+
+def supported_families() -> dict[str, tuple[str, ...]]:
+    """Family name -> model class names it handles."""
+    return {adapter.family: adapter.model_classes for adapter in ADAPTERS}
+
+
+def adapter_for(model: object) -> ModelAdapter:
+    """The adapter for ``model``; ``TypeError`` naming the supported classes otherwise."""
+    if isinstance(model, nn.Module):
+        for adapter in ADAPTERS:
+            if adapter.handles(model):
+                return adapter(model)
+    accepted = "; ".join(f"{family}: {', '.join(classes)}" for family, classes in supported_families().items())
+    raise TypeError(f"model of type {type(model).__name__} is not supported; supported families: {accepted}")
+
+
+__all__ = ["ADAPTERS", "ModelAdapter", "adapter_for", "supported_families"]

@@ -1,0 +1,157 @@
+"""Method registry: name -> (config class, stages, paper).
+
+Each method module registers itself at import time with :func:`register`. A method is
+one or more *stages*; a stage says where it acts (``"pre_llm"``, or ``"llm:K"``: after
+the first K decoder layers ran on the full sequence), which signals it reads, and its
+pure selection function ``select(signals, budget, config) -> Selection | LongTensor``.
+
+The config class is the dispatch key (as in torchao's ``quantize_``): a config
+instance is enough to find its method.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Union
+
+import torch
+
+from .config import PruneConfig
+
+PRE_LLM = "pre_llm"
+_LLM_STAGE = re.compile(r"^llm:(\d+)$")
+
+
+class Selection(NamedTuple):
+    """What a stage decides for a group of images.
+
+    keep:     (I, k) indices into the current tokens of each image. Order is free; the
+              runtime sorts them.
+    features: optional (I, k, D) replacement features for the kept tokens, for methods
+              that merge the dropped tokens into the kept ones. ``None`` keeps the
+              tokens' own features.
+    """
+
+    keep: torch.Tensor
+    features: torch.Tensor | None = None
+
+
+SelectFn = Callable[..., Union[Selection, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One point where a method prunes."""
+
+    where: str
+    select: SelectFn
+    needs: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        if self.where != PRE_LLM and not _LLM_STAGE.match(self.where):
+            raise ValueError(f"stage location must be 'pre_llm' or 'llm:K'; got {self.where!r}")
+
+    @property
+    def layer(self) -> int | None:
+        """K for an in-LLM stage, ``None`` before the LLM."""
+        match = _LLM_STAGE.match(self.where)
+        return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method. ``stages`` builds the stage list from a config, because
+    where a stage acts and what it needs may depend on config fields (the layer K)."""
+
+    name: str
+    config: type[PruneConfig]
+    stages: Callable[[PruneConfig], list[Stage]]
+    paper: str
+    summary: str
+
+    def describe(self) -> dict[str, object]:
+        """Name, stage(s), needs and paper, with the default config's values."""
+        stages = self.stages(self.config())
+        return {
+            "name": self.name,
+            "stage": " -> ".join(s.where for s in stages),
+            "needs": sorted(set().union(*(s.needs for s in stages))),
+            "paper": self.paper,
+            "summary": self.summary,
+            "config": self.config.__name__,
+        }
+
+
+_METHODS: dict[str, Method] = {}
+_BY_CONFIG: dict[type[PruneConfig], Method] = {}
+
+
+def register(
+    config: type[PruneConfig],
+    *,
+    paper: str,
+    summary: str,
+    stages: Callable[[PruneConfig], list[Stage]] | None = None,
+    where: str = PRE_LLM,
+    needs: frozenset[str] | set[str] = frozenset(),
+) -> Callable[[SelectFn], SelectFn]:
+    """Register a method under ``config.method``.
+
+    Single-stage methods decorate their selection function and give ``where`` and
+    ``needs``; multi-stage methods pass ``stages`` (config -> list of stages) instead.
+    """
+    name = config.method
+    if not name:
+        raise ValueError(f"{config.__name__}.method must name the method")
+
+    def decorator(fn: SelectFn) -> SelectFn:
+        if stages is not None:
+            build = stages
+        else:
+            single = Stage(where, fn, frozenset(needs))
+            build = lambda cfg: [single]  # noqa: E731 - a one-stage method ignores its config here
+        method = Method(name, config, build, paper, summary)
+        if name in _METHODS and _METHODS[name].config is not config:
+            raise ValueError(f"method name {name!r} is already registered")
+        _METHODS[name] = method
+        _BY_CONFIG[config] = method
+        return fn
+
+    return decorator
+
+
+def _ensure_loaded() -> None:
+    # Importing the package registers every method. By module path, because the
+    # attribute ``vtprune.methods`` is the public listing function.
+    importlib.import_module(f"{__package__}.methods")
+
+
+def method_names() -> list[str]:
+    _ensure_loaded()
+    return sorted(_METHODS)
+
+
+def get_method(name: str) -> Method:
+    """The method registered under ``name``; ``ValueError`` listing the names otherwise."""
+    _ensure_loaded()
+    if not isinstance(name, str) or name.lower() not in _METHODS:
+        raise ValueError(f"method must be one of {sorted(_METHODS)}; got {name!r}")
+    return _METHODS[name.lower()]
+
+
+def method_for_config(config: PruneConfig) -> Method:
+    _ensure_loaded()
+    for cls in type(config).__mro__:
+        if cls in _BY_CONFIG:
+            return _BY_CONFIG[cls]
+    raise TypeError(
+        f"{type(config).__name__} is not a registered method config; "
+        f"accepted: {sorted(c.__name__ for c in _BY_CONFIG)}"
+    )
+
+
+def all_methods() -> list[Method]:
+    _ensure_loaded()
+    return [_METHODS[n] for n in sorted(_METHODS)]

@@ -1,0 +1,278 @@
+"""The hooks that prune one model instance, and the state that keeps decoding right.
+
+Two forward pre-hooks, registered on the instance's own modules (no class patching):
+
+* on the multimodal core (``LlavaModel``, ``Qwen2VLModel``...): records what the
+  forward was called with (input ids, whether image features come with it) and, when
+  a pruned sequence is being continued without position ids, supplies them;
+* on its language model: where the prompt's embeddings, mask and position ids arrive,
+  it runs the method's pre-LLM stages, compacts the batch and hands the language model
+  the shorter sequence. Later forwards of the same sequence get their attention mask
+  translated to the compacted cache.
+
+``generate`` never notices: it keeps its own (unpruned) attention mask and position
+ids, and this module maps them onto the compacted cache at every step.
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .compaction import plan_compaction
+from .record import PruneRecord
+from .selection import run_pre_llm
+
+if TYPE_CHECKING:
+    from ..config import PruneConfig
+    from ..models.base import ModelAdapter
+    from ..registry import Stage
+
+from ..models.base import Forward
+
+
+def cache_length(cache: Any) -> int:
+    """Tokens already in a transformers cache (0 for none)."""
+    return 0 if cache is None else int(cache.get_seq_length())
+
+
+@dataclass
+class SequenceState:
+    """How the cache of a pruned sequence relates to the unpruned sequence.
+
+    The first ``full_len`` tokens of the unpruned sequence sit in the first
+    ``compact_len`` cache slots, with attention mask ``prefix`` (``None``: all ones).
+    Every later token (decoded, or a chunk with no images) takes one slot each.
+    """
+
+    full_len: int
+    compact_len: int
+    prefix: torch.Tensor | None
+    next_position: torch.Tensor  # original-space id of the next token, per position row
+    shift: torch.Tensor | None  # positions="compact": original id minus compact id
+    cache_ref: Any = None
+
+    def covers(self, cache: Any) -> bool:
+        """Whether ``cache`` is the one this state describes. The first cache seen after
+        the prefill is adopted (a direct ``model(...)`` call creates its cache inside)."""
+        if cache is None:
+            return False
+        if self.cache_ref is None:
+            self.cache_ref = weakref.ref(cache)
+            return True
+        return self.cache_ref() is cache
+
+    def tokens_before(self, past_len: int) -> int:
+        """Unpruned tokens before a forward whose cache holds ``past_len`` slots."""
+        return self.full_len + past_len - self.compact_len
+
+    def cache_mask(self, mask: torch.Tensor | None, past_len: int, length: int) -> torch.Tensor | None:
+        """The attention mask over the compacted cache plus ``length`` new tokens,
+        from the caller's mask over the unpruned sequence (or ``None``)."""
+        new = past_len - self.compact_len + length  # slots after the pruned prefix
+        if mask is None:
+            if self.prefix is None:
+                return None
+            return torch.cat((self.prefix, self.prefix.new_ones(self.prefix.shape[0], new)), dim=1)
+        tail = mask[:, self.full_len :]
+        if tail.shape[1] != new:
+            raise RuntimeError(
+                f"attention_mask covers {mask.shape[1]} tokens, but the pruned sequence has "
+                f"{self.tokens_before(past_len) + length}: the cache and the mask do not belong "
+                "to the same sequence"
+            )
+        prefix = self.prefix if self.prefix is not None else mask.new_ones(mask.shape[0], self.compact_len)
+        return torch.cat((prefix.to(mask.dtype), tail), dim=1)
+
+
+def _align(per_row: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Broadcast a per-row, per-sample value (R, B) or (B,) over positions (..., B, q)."""
+    if per_row.shape == positions.shape[:-1]:
+        return per_row[..., None]
+    return per_row.reshape(-1, positions.shape[-2])[-1][:, None]
+
+
+class PruningSession:
+    """The hooks and per-sequence state of one pruned model instance."""
+
+    def __init__(self, adapter: "ModelAdapter", config: "PruneConfig", stages: list["Stage"]) -> None:
+        self.adapter = adapter
+        self.config = config
+        self.stages = stages
+        self.enabled = True
+        self.last: PruneRecord | None = None
+        self._pending: Forward | None = None
+        self._state: SequenceState | None = None
+        self._signature = inspect.signature(adapter.core.forward)
+        self._vision_calls: deque[Any] = deque(maxlen=8)
+        self._handles: list[Any] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def install(self) -> None:
+        self._handles = [
+            self.adapter.vision_module.register_forward_pre_hook(self._before_vision, with_kwargs=True),
+            self.adapter.core.register_forward_pre_hook(self._before_core, with_kwargs=True),
+            self.adapter.language_model.register_forward_pre_hook(self._before_language_model, with_kwargs=True),
+        ]
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the current sequence (a new prefill starts afresh anyway)."""
+        self._pending = None
+        self._state = None
+        self._vision_calls.clear()
+
+    def _active_state(self, cache: Any, past_len: int) -> SequenceState | None:
+        if past_len == 0 or self._state is None or not self._state.covers(cache):
+            return None
+        return self._state
+
+    # -- hook on the vision tower ----------------------------------------------------------
+    def _before_vision(self, module: Any, args: tuple, kwargs: dict) -> None:
+        if self.enabled:
+            self._vision_calls.append(self.adapter.vision_call(args, kwargs))
+
+    # -- hook on the multimodal core ------------------------------------------------------
+    def _before_core(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        if not self.enabled:
+            self.reset()
+            return None
+        inputs = self._signature.bind_partial(*args, **kwargs).arguments
+        self._pending = Forward(core_inputs=inputs, vision_calls=tuple(self._vision_calls))
+        past = inputs.get("past_key_values")
+        state = self._active_state(past, cache_length(past))
+        if state is None or inputs.get("position_ids") is not None:
+            return None
+        # Continuing a pruned sequence with no position ids: the model would count the
+        # compacted cache and place the new tokens too early. Give the unpruned ids.
+        tokens = inputs.get("input_ids") if inputs.get("input_ids") is not None else inputs["inputs_embeds"]
+        length = tokens.shape[1]
+        offset = cache_length(past) - state.compact_len
+        steps = torch.arange(offset, offset + length, device=state.next_position.device)
+        positions = state.next_position[..., None] + steps
+        if positions.dim() == 2 and self.adapter.position_rows > 1:
+            positions = positions.expand(self.adapter.position_rows, -1, -1)
+        return args, {**kwargs, "position_ids": positions}
+
+    # -- hook on the language model -------------------------------------------------------
+    def _before_language_model(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        if not self.enabled:
+            return None
+        forward, self._pending = self._pending, None
+        embeds = kwargs.get("inputs_embeds")
+        if forward is None or embeds is None:
+            return None  # the language model was called on its own: not ours to change
+        past = kwargs.get("past_key_values")
+        past_len = cache_length(past)
+        if past_len == 0:
+            self._state = None
+        state = self._active_state(past, past_len)
+        mask = kwargs.get("attention_mask")
+        length = embeds.shape[1]
+
+        forward.inputs_embeds = embeds
+        forward.attention_mask = mask[:, -length:] if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+        layout = self.adapter.layout(forward)
+        if layout is None and state is None:
+            return None
+        if mask is not None and not (isinstance(mask, torch.Tensor) and mask.dim() == 2):
+            raise ValueError(
+                "vtprune needs a 2-D attention_mask (batch, tokens); got a prepared "
+                f"{type(mask).__name__} mask. Static and compiled caches build masks for the "
+                "unpruned length: use the default dynamic cache."
+            )
+        if layout is None:
+            return args, self._continue(kwargs, state, mask, past_len, length)
+        forward.layout = layout
+        return args, self._prune(kwargs, forward, state, mask, past_len, length)
+
+    def _continue(
+        self, kwargs: dict, state: SequenceState, mask: torch.Tensor | None, past_len: int, length: int
+    ) -> dict:
+        """A later forward of a pruned sequence with no new images (a decoding step)."""
+        kwargs = dict(kwargs)
+        kwargs["attention_mask"] = state.cache_mask(mask, past_len, length)
+        positions = kwargs.get("position_ids")
+        if positions is not None and state.shift is not None:
+            kwargs["position_ids"] = positions - _align(state.shift, positions)
+        if kwargs.get("cache_position") is not None:  # transformers releases that still pass it
+            kwargs["cache_position"] = torch.arange(past_len, past_len + length, device=kwargs["cache_position"].device)
+        return kwargs
+
+    def _prune(
+        self,
+        kwargs: dict,
+        forward: Forward,
+        state: SequenceState | None,
+        mask: torch.Tensor | None,
+        past_len: int,
+        length: int,
+    ) -> dict:
+        """A forward that brings images: select, compact, remember the mapping."""
+        embeds = forward.inputs_embeds
+        batch, device = embeds.shape[0], embeds.device
+        before = state.tokens_before(past_len) if state is not None else past_len
+
+        # Mask of what is already cached, in cache slots.
+        if state is not None:
+            cached = state.cache_mask(None if mask is None else mask[:, :-length], past_len, 0)
+        else:
+            cached = None if mask is None else mask[:, :past_len]
+
+        positions = kwargs.get("position_ids")
+        if positions is None:
+            positions = self.adapter.default_positions(batch, length, before, device)
+        positions = positions.expand(*positions.shape[:-2], batch, length)
+
+        keep, groups = run_pre_llm(self.stages, self.config, self.adapter, forward)
+        compaction = plan_compaction(keep)
+        chunk_mask = compaction.mask(forward.attention_mask)
+        new_embeds = compaction.gather(forward.inputs_embeds, seq_dim=1)
+        new_positions = compaction.gather(positions, seq_dim=-1)
+
+        real = compaction.valid if chunk_mask is None else chunk_mask.bool()
+        real_before = torch.ones_like(keep) if forward.attention_mask is None else forward.attention_mask.bool()
+        next_position = positions.masked_fill(~real_before, -1).amax(-1) + 1
+        shift = None
+        if self.config.positions == "compact":
+            if state is not None and state.shift is not None:
+                new_positions = new_positions - _align(state.shift, new_positions)
+            new_positions = self.adapter.compact_positions(new_positions, real, forward, compaction)
+            shift = next_position - (new_positions.masked_fill(~real, -1).amax(-1) + 1)
+
+        if cached is None and chunk_mask is None:
+            full_mask = None
+        else:
+            if cached is None:
+                cached = torch.ones(batch, past_len, dtype=chunk_mask.dtype, device=device)
+            if chunk_mask is None:
+                chunk_mask = torch.ones(batch, compaction.length, dtype=cached.dtype, device=device)
+            full_mask = torch.cat((cached.to(chunk_mask.dtype), chunk_mask), dim=1)
+
+        self._state = SequenceState(
+            full_len=before + length,
+            compact_len=past_len + compaction.length,
+            prefix=full_mask,
+            next_position=next_position,
+            shift=shift,
+            cache_ref=weakref.ref(kwargs["past_key_values"]) if kwargs.get("past_key_values") is not None else None,
+        )
+        self.last = PruneRecord(forward.layout, groups, batch, self.adapter.num_layers)
+
+        kwargs = dict(kwargs)
+        kwargs["inputs_embeds"] = new_embeds
+        kwargs["attention_mask"] = full_mask
+        kwargs["position_ids"] = new_positions
+        if kwargs.get("cache_position") is not None:
+            kwargs["cache_position"] = torch.arange(past_len, past_len + compaction.length, device=device)
+        return kwargs

@@ -95,7 +95,7 @@ def prune(model: nn.Module, method: str | PruneConfig, **config: Any) -> PruneHa
     """
     spec, cfg = _make_config(method, config)
     adapter = adapter_for(model)
-    stages = spec.stages(cfg)
+    stages = spec.stages(cfg, adapter.num_layers)
     adapter.check_stages(stages)
 
     previous = getattr(adapter.core, _ATTRIBUTE, None)

@@ -60,20 +60,26 @@ class Stage:
         return int(match.group(1)) if match else None
 
 
+StagesFn = Callable[[PruneConfig, int], list[Stage]]
+
+DESCRIBE_LAYERS = 32  # the depth `describe` assumes (LLaVA-1.5-7B, Qwen2.5-VL-7B have 32 / 28)
+
+
 @dataclass(frozen=True)
 class Method:
-    """A registered method. ``stages`` builds the stage list from a config, because
-    where a stage acts and what it needs may depend on config fields (the layer K)."""
+    """A registered method. ``stages(config, num_layers)`` builds the stage list,
+    because where a stage acts and what it needs may depend on config fields (the
+    layer K) and on the language model's depth (PDrop's layers scale with it)."""
 
     name: str
     config: type[PruneConfig]
-    stages: Callable[[PruneConfig], list[Stage]]
+    stages: StagesFn
     paper: str
     summary: str
 
     def describe(self) -> dict[str, object]:
         """Name, stage(s), needs and paper, with the default config's values."""
-        stages = self.stages(self.config())
+        stages = self.stages(self.config(), DESCRIBE_LAYERS)
         return {
             "name": self.name,
             "stage": " -> ".join(s.where for s in stages),
@@ -93,14 +99,16 @@ def register(
     *,
     paper: str,
     summary: str,
-    stages: Callable[[PruneConfig], list[Stage]] | None = None,
+    stages: StagesFn | None = None,
     where: str = PRE_LLM,
     needs: frozenset[str] | set[str] = frozenset(),
 ) -> Callable[[SelectFn], SelectFn]:
     """Register a method under ``config.method``.
 
     Single-stage methods decorate their selection function and give ``where`` and
-    ``needs``; multi-stage methods pass ``stages`` (config -> list of stages) instead.
+    ``needs``; methods whose stages depend on the config or the model depth pass
+    ``stages`` ((config, num_layers) -> list of stages) instead, and decorate any one
+    of their functions (or call ``register(...)(fn)``).
     """
     name = config.method
     if not name:
@@ -111,7 +119,7 @@ def register(
             build = stages
         else:
             single = Stage(where, fn, frozenset(needs))
-            build = lambda cfg: [single]  # noqa: E731 - a one-stage method ignores its config here
+            build = lambda cfg, num_layers: [single]  # noqa: E731 - fixed single stage
         method = Method(name, config, build, paper, summary)
         if name in _METHODS and _METHODS[name].config is not config:
             raise ValueError(f"method name {name!r} is already registered")

@@ -27,6 +27,10 @@ Declared in a stage's ``needs`` and computed by the model adapter only when decl
 ``text_embeds``               (I, T, D)       input embeddings of the instruction tokens
                                               of the image's prompt (right-padded)
 ``text_mask``                 (I, T) bool     which of the T rows are real tokens
+``text_relevance``            (I, N)          cosine between each token and the prompt:
+                                              in CLIP space when a CLIP text tower is
+                                              attached, else between ``visual`` and the
+                                              mean of ``text_embeds``
 ``attn_rows@llm:K``           (I, T, N)       attention of LLM layer K from the
                                               instruction tokens to the image's tokens,
                                               heads averaged (rows of ``text_mask``)
@@ -46,7 +50,7 @@ from typing import Callable, Mapping
 import torch
 
 PLAIN_SIGNALS = frozenset(
-    {"visual", "vision_saliency", "vision_features", "vision_keys", "text_embeds", "text_mask"}
+    {"visual", "vision_saliency", "vision_features", "vision_keys", "text_embeds", "text_mask", "text_relevance"}
 )
 LLM_SIGNALS = frozenset({"attn_rows", "attn_last", "hidden", "keys"})
 _LLM_SIGNAL = re.compile(r"^(\w+)@llm:(\d+)$")

@@ -18,7 +18,7 @@ def test_images_are_numbered_through_the_batch():
     assert layout.sample_of_image.tolist() == [0, 1, 1]
     assert layout.ordinal_of_image.tolist() == [0, 0, 1]
     assert layout.image_positions([2]).tolist() == [[13, 14, 15, 16, 17, 18]]
-    assert layout.groups() == {(2, 2): [0], (1, 2): [1], (2, 3): [2]}
+    assert layout.groups() == {((2, 2), 4): [0], ((1, 2), 2): [1], ((2, 3), 6): [2]}
 
 
 def test_equal_grids_form_one_group():
@@ -26,6 +26,6 @@ def test_equal_grids_form_one_group():
     mask[0, 2:6] = True
     mask[2, 0:4] = True
     layout = ImageLayout(mask, (4, 4), ((2, 2), (2, 2)))
-    assert layout.groups() == {(2, 2): [0, 1]}
+    assert layout.groups() == {((2, 2), 4): [0, 1]}
     assert layout.image_positions([0, 1]).tolist() == [[2, 3, 4, 5], [12, 13, 14, 15]]
     assert layout.sample_of_image.tolist() == [0, 2]

@@ -45,8 +45,11 @@ def _finish(model: nn.Module, seed: int, dtype: torch.dtype, scale: float) -> nn
     return model
 
 
-def tiny_llava(seed: int = 0, dtype: torch.dtype = torch.float32, *, grid: int = 8, layers: int = 2) -> nn.Module:
-    """A LlavaForConditionalGeneration with a ``grid`` x ``grid`` token grid per image."""
+def tiny_llava(
+    seed: int = 0, dtype: torch.dtype = torch.float32, *, grid: int = 8, layers: int = 2, attn: str = "sdpa"
+) -> nn.Module:
+    """A LlavaForConditionalGeneration with a ``grid`` x ``grid`` token grid per image.
+    The same seed gives the same weights whatever the attention implementation."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
     patch = 4
@@ -63,12 +66,12 @@ def tiny_llava(seed: int = 0, dtype: torch.dtype = torch.float32, *, grid: int =
         vision_feature_select_strategy="default", projector_hidden_act="gelu",
     )
     torch.manual_seed(seed)
-    model = LlavaForConditionalGeneration._from_config(config, attn_implementation="sdpa")
+    model = LlavaForConditionalGeneration._from_config(config, attn_implementation=attn)
     return _finish(model, seed, dtype, scale=2.0)
 
 
 def tiny_qwen2_vl(
-    seed: int = 0, dtype: torch.dtype = torch.float32, *, version: str = "2.5", layers: int = 2
+    seed: int = 0, dtype: torch.dtype = torch.float32, *, version: str = "2.5", layers: int = 2, attn: str = "sdpa"
 ) -> nn.Module:
     """A Qwen2-VL (``version="2"``) or Qwen2.5-VL (``"2.5"``) model with M-RoPE."""
     import transformers as tf
@@ -93,7 +96,7 @@ def tiny_qwen2_vl(
     else:
         raise ValueError(f"version must be '2' or '2.5'; got {version!r}")
     torch.manual_seed(seed)
-    model = cls._from_config(config, attn_implementation="sdpa")
+    model = cls._from_config(config, attn_implementation=attn)
     return _finish(model, seed, dtype, scale=2.0)
 
 

@@ -14,8 +14,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ..runtime.attention_rows import AttentionParts, attention_rows
 from ..runtime.compaction import Compaction
 from ..runtime.layout import ImageGroup, ImageLayout
+from ..runtime.level import Level
+from ..signals import parse_signal
 
 
 @dataclass
@@ -50,7 +53,9 @@ class ModelAdapter:
     family: ClassVar[str] = ""
     model_classes: ClassVar[tuple[str, ...]] = ()
     position_rows: ClassVar[int] = 1  # 1: (B, L) RoPE ids; 3: (3, B, L) M-RoPE ids
-    signals: ClassVar[frozenset[str]] = frozenset({"visual", "text_embeds", "text_mask"})
+    signals: ClassVar[frozenset[str]] = frozenset(
+        {"visual", "text_embeds", "text_mask", "text_relevance", "attn_rows", "attn_last", "hidden", "keys"}
+    )
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -82,22 +87,39 @@ class ModelAdapter:
         return int(self.config.image_token_id)
 
     def check_stages(self, stages: list) -> None:
-        """Raise before patching if a stage needs something this adapter cannot give."""
-        from ..signals import parse_signal
-
+        """Raise before patching if the stages cannot run on this model: a layer outside
+        the language model, stages out of order, or a signal this adapter cannot give."""
+        last = 0
         for stage in stages:
-            if stage.layer is not None:
+            layer = stage.layer
+            if layer is not None:
+                if not 1 <= layer < self.num_layers:
+                    raise ValueError(
+                        f"stage {stage.where!r}: K must be in [1, {self.num_layers - 1}] for this model's "
+                        f"{self.num_layers} decoder layers"
+                    )
+                if layer <= last:
+                    raise ValueError(
+                        f"stages must run in order: 'pre_llm' first, then 'llm:K' with K increasing; "
+                        f"got {[s.where for s in stages]}"
+                    )
+                if "sliding_attention" in (getattr(self.config.text_config, "layer_types", None) or ()):
+                    raise ValueError("in-LLM stages need full-attention layers; this model uses sliding windows")
+                last = layer
+            elif last:
                 raise ValueError(
-                    f"stage {stage.where!r}: in-LLM pruning is not available for the "
-                    f"{self.family} adapter; accepted stage: 'pre_llm'"
+                    f"stages must run in order: 'pre_llm' first, then 'llm:K' with K increasing; "
+                    f"got {[s.where for s in stages]}"
                 )
             for name in stage.needs:
-                base, _ = parse_signal(name)
+                base, at = parse_signal(name)
                 if base not in self.signals:
                     raise ValueError(
                         f"signal {name!r} is not provided by the {self.family} adapter; "
                         f"provided: {sorted(self.signals)}"
                     )
+                if at is not None and at != layer:
+                    raise ValueError(f"stage {stage.where!r} cannot read {name!r}: only its own layer's signals")
 
     # -- where the images are ---------------------------------------------------------
     def image_token_mask(self, forward: Forward) -> torch.Tensor:
@@ -130,30 +152,77 @@ class ModelAdapter:
         first = positions.gather(-1, real.long().argmax(-1, keepdim=True))
         return torch.where(real, first + rank, positions)
 
+    # -- decoder layers (in-LLM stages) ---------------------------------------------------
+    @property
+    def decoder_layers(self) -> nn.ModuleList:
+        return self.language_model.layers
+
+    def attention_parts(self, layer: nn.Module) -> AttentionParts:
+        """The pieces of ``layer``'s attention that scores depend on (Llama / Qwen2 naming)."""
+        attn = layer.self_attn
+        head_dim = int(attn.head_dim)
+        return AttentionParts(
+            norm=layer.input_layernorm,
+            q_proj=attn.q_proj,
+            num_heads=attn.q_proj.out_features // head_dim,
+            num_kv_heads=attn.k_proj.out_features // head_dim,
+            head_dim=head_dim,
+            scaling=float(attn.scaling),
+        )
+
+    def key_projection(self, layer: nn.Module) -> nn.Module:
+        """The module whose output is the layer's keys before RoPE."""
+        return layer.self_attn.k_proj
+
     # -- signals ------------------------------------------------------------------------
-    def signal(self, name: str, forward: Forward, group: ImageGroup) -> torch.Tensor:
-        """Signal ``name`` for the current tokens of an image group."""
+    def signal(self, name: str, level: Level, group: ImageGroup) -> torch.Tensor:
+        """Signal ``name`` for the current tokens of an image group at ``level``."""
+        base, layer = parse_signal(name)
+        if layer is not None:
+            return self._llm_signal(base, layer, level, group)
         if name == "visual":
-            embeds = forward.inputs_embeds
-            return embeds.reshape(-1, embeds.shape[-1])[group.positions]
+            return _rows(level.embeds, group.positions)
         if name in ("text_embeds", "text_mask"):
-            if "instruction" not in group.cache:
-                group.cache["instruction"] = self._instruction(forward, group.positions)
-            embeds, mask = group.cache["instruction"]
+            embeds, mask = self._instruction(level, group)[1:]
             return embeds if name == "text_embeds" else mask
+        if name == "text_relevance":
+            return self._text_relevance(level, group)
         raise KeyError(f"signal {name!r} is not provided by the {self.family} adapter")
 
-    def _instruction(self, forward: Forward, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings (I, T, D) and mask (I, T) of each image's instruction tokens: the
-        text after the image in its prompt, or all of the prompt's text if the image
-        comes last."""
-        embeds, layout = forward.inputs_embeds, forward.layout
-        length = layout.seq_len
+    def _llm_signal(self, base: str, layer: int, level: Level, group: ImageGroup) -> torch.Tensor:
+        capture = level.capture
+        if capture is None or capture.index != layer - 1:
+            raise RuntimeError(f"signal '{base}@llm:{layer}' is only available to a stage at llm:{layer}")
+        if base == "hidden":
+            return _rows(capture.hidden_out, group.positions)
+        if base == "keys":
+            return _rows(capture.keys, group.positions)
+        samples = torch.div(group.positions[:, 0], level.image.shape[1], rounding_mode="floor")
+        columns = group.positions - samples[:, None] * level.image.shape[1]
+        parts = self.attention_parts(capture.layer)
+        if base == "attn_last":
+            # The prompt's last token: left padding puts it at the end of every row.
+            last = torch.full_like(samples, level.image.shape[1] - 1)[:, None]
+            rows = attention_rows(parts, capture, samples, last, level.attention_mask)
+            return rows[:, 0].gather(1, columns)
+        queries, _, mask = self._instruction(level, group)
+        rows = attention_rows(parts, capture, samples, queries, level.attention_mask)
+        picked = rows.gather(2, columns[:, None, :].expand(-1, queries.shape[1], -1))
+        return picked * mask[..., None]
+
+    def _instruction(self, level: Level, group: ImageGroup) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Positions (I, T), embeddings (I, T, D) and mask (I, T) of each image's
+        instruction tokens: the text after the image in its prompt, or all of the
+        prompt's text if the image comes last. Padded rows point at a real token."""
+        if "instruction" in group.cache:
+            return group.cache["instruction"]
+        embeds, length = level.embeds, level.image.shape[1]
+        positions = group.positions
         sample = torch.div(positions[:, 0], length, rounding_mode="floor")
-        last_visual = positions[:, -1] - sample * length
-        text = ~layout.token_mask[sample]  # (I, L)
-        if forward.attention_mask is not None:
-            text &= forward.attention_mask[sample].bool()
+        last_visual = positions.max(dim=1).values - sample * length
+        text = level.image[sample] < 0  # (I, L) text and padding
+        if level.attention_mask is not None:
+            text &= level.attention_mask[sample].bool()
         column = torch.arange(length, device=embeds.device)
         after = text & (column[None, :] > last_visual[:, None])
         rows = torch.where(after.any(-1, keepdim=True), after, text)
@@ -161,6 +230,21 @@ class ModelAdapter:
         width = max(int(count.max()), 1)
         order = torch.argsort((~rows).to(torch.uint8), dim=1, stable=True)[:, :width]
         mask = torch.arange(width, device=embeds.device)[None, :] < count[:, None]
-        flat = (sample[:, None] * length + order).reshape(-1)
-        gathered = embeds.reshape(-1, embeds.shape[-1])[flat].view(len(sample), width, -1)
-        return gathered * mask[..., None].to(gathered.dtype), mask
+        order = torch.where(mask, order, order[:, :1])  # padded rows repeat a real token
+        gathered = _rows(embeds, order + (sample * length)[:, None])
+        result = (order, gathered * mask[..., None].to(gathered.dtype), mask)
+        group.cache["instruction"] = result
+        return result
+
+    def _text_relevance(self, level: Level, group: ImageGroup) -> torch.Tensor:
+        """Cosine between each token and the mean of its prompt's instruction tokens,
+        in the LLM input space (the fallback when no CLIP text tower is attached)."""
+        _, text, mask = self._instruction(level, group)
+        query = text.sum(1) / mask.sum(1, keepdim=True).clamp(min=1).to(text.dtype)
+        visual = _rows(level.embeds, group.positions)
+        return torch.nn.functional.cosine_similarity(visual.float(), query.float()[:, None, :], dim=-1)
+
+
+def _rows(x: torch.Tensor, flat_positions: torch.Tensor) -> torch.Tensor:
+    """Gather (B, L, D) ``x`` at flat (b * L + l) positions of any shape."""
+    return x.reshape(-1, x.shape[-1])[flat_positions]

@@ -20,8 +20,9 @@ class ImageLayout:
     """The visual tokens of one forward.
 
     token_mask: (B, L) bool, True at the visual tokens that may be pruned
-    counts:     tokens of each image, in order of appearance
-    grids:      (rows, cols) token grid of each image; rows * cols == count
+    counts:     current tokens of each image, in order of appearance
+    grids:      (rows, cols) full token grid of each image; rows * cols >= count
+                (equal before any pruning)
     """
 
     token_mask: torch.Tensor
@@ -32,7 +33,7 @@ class ImageLayout:
         if len(self.counts) != len(self.grids):
             raise ValueError("one grid per image is required")
         for count, (rows, cols) in zip(self.counts, self.grids):
-            if count != rows * cols or count < 1:
+            if not 1 <= count <= rows * cols:
                 raise ValueError(f"image with {count} tokens cannot have a {rows}x{cols} grid")
 
     @property
@@ -80,11 +81,12 @@ class ImageLayout:
         first_of_sample = torch.searchsorted(sample, sample)  # images are sorted by sample
         return torch.arange(self.num_images, device=sample.device) - first_of_sample
 
-    def groups(self) -> dict[tuple[int, int], list[int]]:
-        """Images that share a token grid, which a stage can process as one batch."""
-        out: dict[tuple[int, int], list[int]] = {}
-        for image, grid in enumerate(self.grids):
-            out.setdefault(grid, []).append(image)
+    def groups(self) -> dict[tuple[tuple[int, int], int], list[int]]:
+        """Images that share a token grid and a current token count, which a stage can
+        process as one batch: (grid, count) -> image numbers."""
+        out: dict[tuple[tuple[int, int], int], list[int]] = {}
+        for image, key in enumerate(zip(self.grids, self.counts)):
+            out.setdefault(key, []).append(image)
         return out
 
 

@@ -12,8 +12,13 @@ from functools import cached_property
 
 import torch
 
+from typing import TYPE_CHECKING
+
 from .layout import ImageLayout
 from .selection import GroupResult
+
+if TYPE_CHECKING:
+    from .layer_stages import StageResult
 
 
 @dataclass(frozen=True)
@@ -57,35 +62,56 @@ class PruneStats:
 
 
 class PruneRecord:
-    """The selections of one pruned forward."""
+    """The selections of one pruned forward, stage by stage. In-LLM stages append to
+    ``stages`` while the forward runs; read it afterwards."""
 
-    def __init__(self, layout: ImageLayout, groups: list[GroupResult], batch: int, num_layers: int) -> None:
+    def __init__(self, layout: ImageLayout, stages: list["StageResult"], batch: int, num_layers: int) -> None:
         self.layout = layout
-        self.groups = groups
+        self.stages = stages
         self.batch = batch
         self.num_layers = num_layers
 
     @cached_property
-    def last_keep(self) -> list[list[torch.Tensor]]:
-        """Per sample, per image (in prompt order): sorted kept indices into the
-        image's visual tokens."""
+    def _samples(self) -> list[int]:
+        return self.layout.sample_of_image.tolist()
+
+    def _per_sample(self, groups: list[GroupResult]) -> list[list[torch.Tensor]]:
         per_image: list[torch.Tensor | None] = [None] * self.layout.num_images
-        for group in self.groups:
+        for group in groups:
             for row, image in enumerate(group.images):
                 per_image[image] = group.kept[row]
         out: list[list[torch.Tensor]] = [[] for _ in range(self.batch)]
-        for image, sample in enumerate(self.layout.sample_of_image.tolist()):
+        for image, sample in enumerate(self._samples):
             out[sample].append(per_image[image])
         return out
 
-    @cached_property
+    @property
+    def keep_by_stage(self) -> list[list[list[torch.Tensor]]]:
+        """For each stage (pre-LLM first): per sample, per image, the kept indices."""
+        return [self._per_sample(stage.groups) for stage in self.stages]
+
+    @property
+    def last_keep(self) -> list[list[torch.Tensor]]:
+        """Per sample, per image (in prompt order): sorted kept indices into the
+        image's visual tokens, after the last stage."""
+        return self._per_sample(self.stages[-1].groups)
+
+    @property
     def stats(self) -> PruneStats:
-        samples = self.layout.sample_of_image.tolist()
+        samples = self._samples
         before = [0] * self.batch
-        kept = [0] * self.batch
         for image, sample in enumerate(samples):
             before[sample] += self.layout.counts[image]
-        for group in self.groups:
-            for image in group.images:
-                kept[samples[image]] += group.kept.shape[1]
-        return PruneStats(tuple(before), tuple(kept), tuple(float(k) for k in kept), self.num_layers)
+        # Stage i holds from its start layer to the next stage's: weight its counts so.
+        per_stage = []
+        for stage in self.stages:
+            kept = [0] * self.batch
+            for image, sample in enumerate(samples):
+                kept[sample] += stage.counts[image]
+            per_stage.append(kept)
+        bounds = [stage.start for stage in self.stages] + [self.num_layers]
+        average = [
+            sum(kept[b] * (bounds[i + 1] - bounds[i]) for i, kept in enumerate(per_stage)) / self.num_layers
+            for b in range(self.batch)
+        ]
+        return PruneStats(tuple(before), tuple(per_stage[0]), tuple(average), self.num_layers)

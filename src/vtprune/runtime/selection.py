@@ -1,4 +1,4 @@
-"""Run a method's pre-LLM stages over the images of one forward.
+"""Run a method's stages over the images at one level (before the LLM or after layer K).
 
 Images are processed in groups that share a token grid, so a stage sees batched
 tensors (one call for all LLaVA images of a batch). The result is a keep mask over
@@ -15,10 +15,11 @@ import torch
 from ..registry import Selection, Stage
 from ..signals import Signals
 from .layout import ImageGroup
+from .level import Level
 
 if TYPE_CHECKING:
     from ..config import PruneConfig
-    from ..models.base import Forward, ModelAdapter
+    from ..models.base import ModelAdapter
 
 
 @dataclass(frozen=True)
@@ -45,24 +46,27 @@ def check_selection(out: Selection | torch.Tensor, num_images: int, num_tokens: 
     return Selection(keep.long(), sel.features)
 
 
-def run_pre_llm(
-    stages: list[Stage], config: "PruneConfig", adapter: "ModelAdapter", forward: "Forward"
-) -> tuple[torch.Tensor, list[GroupResult]]:
-    """Apply ``stages`` in order to every image group of ``forward.layout``.
+def run_stages(
+    stages: list[Stage], config: "PruneConfig", adapter: "ModelAdapter", level: Level
+) -> tuple[torch.Tensor, list[GroupResult], tuple[int, ...]]:
+    """Apply ``stages`` (all acting at this level) in order to every image group.
 
-    Returns the keep mask (B, L) and the kept indices of every group. Stages that merge
-    write their features into ``forward.inputs_embeds`` (a new tensor: the old one may
-    be the caller's), so later stages and the language model see them.
+    Returns the keep mask (B, L) over the level's sequence (text and padding always
+    kept), the kept tokens of every group, and the new token count of every image.
+    Stages that merge write their features into the level (see ``Level.write_features``)
+    so later stages and the language model see them.
     """
-    layout = forward.layout
+    layout = level.layout
     keep = ~layout.token_mask
     flat_keep = keep.view(-1)
+    flat_token = level.token.reshape(-1)
+    counts = list(layout.counts)
     results = []
-    for grid, images in layout.groups().items():
-        count = layout.counts[images[0]]
-        budget = config.budget(count)
+    for (grid, _), images in layout.groups().items():
+        # The budget comes from the image's full token count, whatever is left of it.
+        budget = config.budget(grid[0] * grid[1])
         positions = layout.image_positions(images)
-        token_index = torch.arange(count, device=positions.device).expand(len(images), count)
+        token_index = flat_token[positions]
         ordinal = layout.ordinal_of_image[list(images)]
         for stage in stages:
             group = ImageGroup(grid, tuple(images), positions, token_index)
@@ -71,20 +75,17 @@ def run_pre_llm(
                 token_index=token_index,
                 ordinal=ordinal,
                 needs=stage.needs,
-                source=lambda name, g=group: adapter.signal(name, forward, g),
+                source=lambda name, g=group: adapter.signal(name, level, g),
             )
             sel = check_selection(stage.select(signals, budget, config), len(images), positions.shape[1], stage.where)
             kept, order = sel.keep.sort(dim=1)
             positions = positions.gather(1, kept)
             token_index = token_index.gather(1, kept)
             if sel.features is not None:
-                embeds = forward.inputs_embeds
-                width = embeds.shape[-1]
-                features = sel.features.gather(1, order[..., None].expand(-1, -1, width))
-                flat = embeds.reshape(-1, width).index_put(
-                    (positions.reshape(-1),), features.reshape(-1, width).to(embeds.dtype)
-                )
-                forward.inputs_embeds = flat.view_as(embeds)
+                width = sel.features.shape[-1]
+                level.write_features(positions, sel.features.gather(1, order[..., None].expand(-1, -1, width)))
         flat_keep[positions.reshape(-1)] = True
+        for image in images:
+            counts[image] = positions.shape[1]
         results.append(GroupResult(tuple(images), token_index))
-    return keep, results
+    return keep, results, tuple(counts)

@@ -25,8 +25,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .compaction import plan_compaction
+from .layer_stages import DecodePass, LayerStages, StageResult
+from .level import Level
 from .record import PruneRecord
-from .selection import run_pre_llm
+from .replay import PromptMemory, StageKeep
+from .selection import GroupResult, run_stages
 
 if TYPE_CHECKING:
     from ..config import PruneConfig
@@ -103,11 +106,14 @@ class PruningSession:
     def __init__(self, adapter: "ModelAdapter", config: "PruneConfig", stages: list["Stage"]) -> None:
         self.adapter = adapter
         self.config = config
-        self.stages = stages
+        self.pre_llm = [s for s in stages if s.layer is None]
+        inside = [s for s in stages if s.layer is not None]
+        self.layer_stages = LayerStages(adapter, config, inside) if inside else None
         self.enabled = True
         self.last: PruneRecord | None = None
         self._pending: Forward | None = None
         self._state: SequenceState | None = None
+        self._memory: PromptMemory | None = None
         self._signature = inspect.signature(adapter.core.forward)
         self._vision_calls: deque[Any] = deque(maxlen=8)
         self._handles: list[Any] = []
@@ -119,18 +125,27 @@ class PruningSession:
             self.adapter.core.register_forward_pre_hook(self._before_core, with_kwargs=True),
             self.adapter.language_model.register_forward_pre_hook(self._before_language_model, with_kwargs=True),
         ]
+        if self.layer_stages is not None:
+            self.layer_stages.install()
+            # Layer passes live for one forward of the language model only.
+            self._handles.append(self.adapter.language_model.register_forward_hook(self._after_language_model))
 
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        if self.layer_stages is not None:
+            self.layer_stages.remove()
         self.reset()
 
     def reset(self) -> None:
         """Forget the current sequence (a new prefill starts afresh anyway)."""
         self._pending = None
         self._state = None
+        self._memory = None
         self._vision_calls.clear()
+        if self.layer_stages is not None:
+            self.layer_stages.reset()
 
     def _active_state(self, cache: Any, past_len: int) -> SequenceState | None:
         if past_len == 0 or self._state is None or not self._state.covers(cache):
@@ -169,6 +184,8 @@ class PruningSession:
         if not self.enabled:
             return None
         forward, self._pending = self._pending, None
+        if self.layer_stages is not None:
+            self.layer_stages.prefill = self.layer_stages.decode = None
         embeds = kwargs.get("inputs_embeds")
         if forward is None or embeds is None:
             return None  # the language model was called on its own: not ours to change
@@ -196,12 +213,20 @@ class PruningSession:
         forward.layout = layout
         return args, self._prune(kwargs, forward, state, mask, past_len, length)
 
+    def _after_language_model(self, module: Any, args: tuple, output: Any) -> None:
+        self.layer_stages.prefill = self.layer_stages.decode = None
+
     def _continue(
         self, kwargs: dict, state: SequenceState, mask: torch.Tensor | None, past_len: int, length: int
     ) -> dict:
         """A later forward of a pruned sequence with no new images (a decoding step)."""
         kwargs = dict(kwargs)
-        kwargs["attention_mask"] = state.cache_mask(mask, past_len, length)
+        full_mask = state.cache_mask(mask, past_len, length)
+        kwargs["attention_mask"] = full_mask
+        if self.layer_stages is not None and self.layer_stages.prefixes:
+            new = past_len - state.compact_len + length
+            tail = None if full_mask is None else full_mask[:, state.compact_len :]
+            self.layer_stages.decode = DecodePass(self.layer_stages.prefixes, tail, new)
         positions = kwargs.get("position_ids")
         if positions is not None and state.shift is not None:
             kwargs["position_ids"] = positions - _align(state.shift, positions)
@@ -222,6 +247,11 @@ class PruningSession:
         embeds = forward.inputs_embeds
         batch, device = embeds.shape[0], embeds.device
         before = state.tokens_before(past_len) if state is not None else past_len
+        if self.layer_stages is not None and past_len > 0:
+            raise NotImplementedError(
+                "in-LLM stages prune a prompt's images at its prefill; images that arrive after "
+                "cached tokens are not supported with them"
+            )
 
         # Mask of what is already cached, in cache slots.
         if state is not None:
@@ -234,7 +264,16 @@ class PruningSession:
             positions = self.adapter.default_positions(batch, length, before, device)
         positions = positions.expand(*positions.shape[:-2], batch, length)
 
-        keep, groups = run_pre_llm(self.stages, self.config, self.adapter, forward)
+        level = Level.at_input(forward.layout, embeds, forward.attention_mask)
+        memory, extra = self._replayable(forward, level) if past_len == 0 else (None, 0)
+        if memory is not None:
+            first = memory.stages[0]
+            keep, groups, counts = first.extended(extra), first.groups, first.counts
+        elif self.pre_llm:
+            keep, groups, counts = run_stages(self.pre_llm, self.config, self.adapter, level)
+        else:
+            keep, groups, counts = self._keep_everything(level)
+        forward.inputs_embeds = level.input_embeds  # with any merged features
         compaction = plan_compaction(keep)
         chunk_mask = compaction.mask(forward.attention_mask)
         new_embeds = compaction.gather(forward.inputs_embeds, seq_dim=1)
@@ -267,7 +306,23 @@ class PruningSession:
             shift=shift,
             cache_ref=weakref.ref(kwargs["past_key_values"]) if kwargs.get("past_key_values") is not None else None,
         )
-        self.last = PruneRecord(forward.layout, groups, batch, self.adapter.num_layers)
+        if memory is None:
+            results = [StageResult(0, groups, counts)]
+            if past_len == 0:
+                self._memory = self._remember(forward, level, StageKeep(keep, groups, counts))
+            if self.layer_stages is not None:
+                inside = level.compact(compaction, counts, full_mask, input_embeds=new_embeds)
+                pass_ = self.layer_stages.begin_prefill(inside, memory=self._memory)
+                results = pass_.results
+                results.insert(0, StageResult(0, groups, counts))
+            self.last = PruneRecord(forward.layout, results, batch, self.adapter.num_layers)
+            if self._memory is not None:
+                self._memory.record = self.last
+        else:
+            self.last = memory.record
+            if self.layer_stages is not None:
+                inside = level.compact(compaction, counts, full_mask, input_embeds=new_embeds)
+                self.layer_stages.begin_prefill(inside, replay=memory.stages[1:], extra=extra)
 
         kwargs = dict(kwargs)
         kwargs["inputs_embeds"] = new_embeds
@@ -276,3 +331,32 @@ class PruningSession:
         if kwargs.get("cache_position") is not None:
             kwargs["cache_position"] = torch.arange(past_len, past_len + compaction.length, device=device)
         return kwargs
+
+    def _replayable(self, forward: Forward, level: Level) -> tuple[PromptMemory | None, int]:
+        """The last prompt's memory if this forward extends that prompt (see replay.py)."""
+        memory = self._memory
+        if memory is None:
+            return None, 0
+        visual = level.input_embeds.reshape(-1, level.input_embeds.shape[-1])[forward.layout.flat_positions]
+        extra = memory.extended_by(forward.core_inputs.get("input_ids"), forward.attention_mask, forward.layout, visual)
+        return (memory, extra) if extra else (None, 0)
+
+    @staticmethod
+    def _remember(forward: Forward, level: Level, first: StageKeep) -> PromptMemory | None:
+        input_ids = forward.core_inputs.get("input_ids")
+        if input_ids is None:
+            return None  # prompts given as embeddings are never taken for extensions
+        visual = level.input_embeds.reshape(-1, level.input_embeds.shape[-1])[forward.layout.flat_positions]
+        return PromptMemory(
+            input_ids, forward.attention_mask, forward.layout.counts, forward.layout.grids, visual, [first]
+        )
+
+    @staticmethod
+    def _keep_everything(level: Level) -> tuple[torch.Tensor, list[GroupResult], tuple[int, ...]]:
+        """No stage before the LLM: every token goes in (methods that act inside only)."""
+        layout = level.layout
+        groups = []
+        for (_, count), images in layout.groups().items():
+            index = torch.arange(count, device=level.image.device).expand(len(images), count)
+            groups.append(GroupResult(tuple(images), index))
+        return torch.ones_like(layout.token_mask), groups, layout.counts

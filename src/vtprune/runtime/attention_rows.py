@@ -1,0 +1,88 @@
+"""Attention probabilities of chosen query rows, recomputed without eager attention.
+
+Methods such as FastV rank visual tokens by the attention some text tokens pay them
+in layer K. With SDPA or FlashAttention those probabilities are never materialised,
+and switching the whole model to eager attention costs memory and speed. Instead the
+rows that are needed are recomputed from what layer K itself used: its input hidden
+states, its own q/k projections (the keys are captured from the layer's ``k_proj``
+as it runs, so only the few query rows are projected again), RoPE with the layer's
+cos/sin, grouped-query heads and the causal and padding masks. The result matches
+``output_attentions=True`` of an eager model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .level import LayerCapture
+
+
+@dataclass(frozen=True)
+class AttentionParts:
+    """The pieces of a decoder layer that attention scores depend on."""
+
+    norm: nn.Module  # the layer's input norm, applied before q/k/v
+    q_proj: nn.Module
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    scaling: float
+
+
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate-half RoPE; ``x`` (..., L, d), ``cos``/``sin`` broadcastable to it."""
+    return x * cos + rotate_half(x) * sin
+
+
+def attention_rows(
+    parts: AttentionParts,
+    capture: LayerCapture,
+    samples: torch.Tensor,
+    queries: torch.Tensor,
+    key_mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """Head-averaged attention probabilities of the given query rows over all keys.
+
+    samples:  (I,) batch row of each requested set of rows
+    queries:  (I, Q) sequence positions of the query tokens in that row
+    key_mask: (B, L) real tokens (``None``: all real)
+    returns:  (I, Q, L) float32; row q of image i sums to 1 over the keys it may see
+    """
+    hidden = capture.hidden_in
+    cos, sin = capture.position_embeddings
+    if cos.dim() != 3:
+        raise RuntimeError(f"expected (batch, tokens, head_dim) RoPE tables, got {tuple(cos.shape)}")
+    num_images, num_queries = queries.shape
+    length = hidden.shape[1]
+    groups = parts.num_heads // parts.num_kv_heads
+
+    # Queries: project only the requested rows, with the layer's own norm and q_proj.
+    rows = hidden[samples[:, None], queries]  # (I, Q, D)
+    q = parts.q_proj(parts.norm(rows)).view(num_images, num_queries, parts.num_kv_heads, groups, parts.head_dim)
+    q = q.permute(0, 2, 3, 1, 4).float()  # (I, H_kv, G, Q, d)
+    q_cos = cos[samples[:, None], queries].float()[:, None, None]
+    q_sin = sin[samples[:, None], queries].float()[:, None, None]
+    q = apply_rope(q, q_cos, q_sin)
+
+    # Keys: the layer's own k_proj output, rotated like the layer rotates them.
+    k = capture.keys[samples].view(num_images, length, parts.num_kv_heads, parts.head_dim)
+    k = k.permute(0, 2, 1, 3).float()  # (I, H_kv, L, d)
+    k = apply_rope(k, cos[samples].float()[:, None], sin[samples].float()[:, None])
+
+    # Grouped-query attention without repeating the keys: each kv head serves G heads.
+    scores = torch.einsum("ihgqd,ihkd->ihgqk", q, k) * parts.scaling
+
+    allowed = torch.arange(length, device=queries.device)[None, None, :] <= queries[:, :, None]  # causal
+    if key_mask is not None:
+        allowed = allowed & key_mask[samples][:, None, :].bool()
+    scores = scores.masked_fill(~allowed[:, None, None], float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    return probs.mean(dim=(1, 2))  # average over all H = H_kv * G heads

@@ -1,0 +1,222 @@
+"""In-LLM stages: prune after decoder layer K, and keep every later layer consistent.
+
+Hooks on the language model's own decoder layers (no copy of its forward loop):
+
+* layer K (1-based) -- its input and its ``k_proj`` output are captured as it runs;
+  after it, the stage selects on what it computed (attention rows recomputed for the
+  few query tokens, hidden states, keys), and its output is compacted;
+* every layer after K -- its attention mask, RoPE tables and position ids are replaced
+  by the compacted ones (computed once per stage), so it sees the shorter sequence.
+
+The KV cache therefore holds the full sequence in layers 1..K and the pruned one
+afterwards. At each decoding step the layers after K get a mask sized to their own,
+shorter, cache; the new tokens' positions are the same in every layer.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from transformers.masking_utils import create_causal_mask
+
+from .compaction import plan_compaction
+from .level import LayerCapture, Level
+from .replay import PromptMemory, StageKeep
+from .selection import GroupResult, run_stages
+
+if TYPE_CHECKING:
+    from ..config import PruneConfig
+    from ..models.base import ModelAdapter
+    from ..registry import Stage
+
+
+@dataclass
+class StageResult:
+    """What one stage kept: it acts from 0-based layer ``start`` on."""
+
+    start: int
+    groups: list[GroupResult]
+    counts: tuple[int, ...]
+
+
+@dataclass
+class PrefillPass:
+    """State of one prefill through the decoder layers.
+
+    memory: where each stage's keep mask is recorded (a prompt seen for the first time)
+    replay: the keep masks to apply instead of selecting (a prompt extended by ``extra``
+            tokens; see replay.py)
+    """
+
+    level: Level
+    results: list[StageResult]
+    memory: PromptMemory | None = None
+    replay: list[StageKeep] | None = None
+    extra: int = 0
+    capture: LayerCapture | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StagePrefix:
+    """Attention mask of the cached prompt in the layers from ``start`` on."""
+
+    start: int
+    mask: torch.Tensor | None  # (B, length); None: all real
+    length: int
+
+
+@dataclass
+class DecodePass:
+    """State of one later forward (a decoding step) through the decoder layers."""
+
+    prefixes: list[StagePrefix]
+    tail: torch.Tensor | None  # (B, new) mask of everything after the cached prompt
+    new: int  # slots after the cached prompt, this forward's tokens included
+    masks: dict[int, Any] = field(default_factory=dict)
+
+
+class LayerStages:
+    """The decoder-layer hooks of one pruned model instance."""
+
+    def __init__(self, adapter: "ModelAdapter", config: "PruneConfig", stages: list["Stage"]) -> None:
+        self.adapter = adapter
+        self.config = config
+        self.stages = {stage.layer: stage for stage in stages}  # K -> stage
+        self.starts = sorted(self.stages)  # a stage at K acts from 0-based layer K on
+        self.prefill: PrefillPass | None = None
+        self.decode: DecodePass | None = None
+        self.prefixes: list[StagePrefix] = []  # of the current sequence, for its decoding steps
+        self._handles: list[Any] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def install(self) -> None:
+        layers = self.adapter.decoder_layers
+        for index in range(self.starts[0], len(layers)):
+            self._handles.append(layers[index].register_forward_pre_hook(self._make_override(index), with_kwargs=True))
+        for k in self.starts:
+            layer = layers[k - 1]
+            self._handles.append(layer.register_forward_pre_hook(self._make_capture(k - 1), with_kwargs=True))
+            self._handles.append(self.adapter.key_projection(layer).register_forward_hook(self._capture_keys))
+            self._handles.append(layer.register_forward_hook(self._make_stage(k), with_kwargs=True))
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+        self.reset()
+
+    def reset(self) -> None:
+        self.prefill = self.decode = None
+        self.prefixes = []
+
+    # -- prefill ------------------------------------------------------------------------
+    def begin_prefill(
+        self,
+        level: Level,
+        memory: PromptMemory | None = None,
+        replay: list[StageKeep] | None = None,
+        extra: int = 0,
+    ) -> PrefillPass:
+        self.decode = None
+        self.prefixes = []
+        self.prefill = PrefillPass(level, [], memory, replay, extra)
+        return self.prefill
+
+    def _make_capture(self, index: int):
+        def capture(module: Any, args: tuple, kwargs: dict) -> None:
+            if self.prefill is not None:
+                hidden = args[0] if args else kwargs["hidden_states"]
+                self.prefill.capture = LayerCapture(index, module, hidden, kwargs["position_embeddings"])
+
+        return capture
+
+    def _capture_keys(self, module: Any, args: tuple, output: torch.Tensor) -> None:
+        if self.prefill is not None and self.prefill.capture is not None:
+            self.prefill.capture.keys = output
+
+    def _make_stage(self, k: int):
+        stage = self.stages[k]
+
+        def run(module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
+            prefill = self.prefill
+            if prefill is None or prefill.capture is None:
+                return None
+            hidden = output[0] if isinstance(output, tuple) else output
+            capture, prefill.capture = prefill.capture, None
+            capture.hidden_out = hidden
+            level = prefill.level
+            level.capture = capture
+            if prefill.replay is not None:
+                done = prefill.replay[len(prefill.results)]
+                keep, groups, counts = done.extended(prefill.extra), done.groups, done.counts
+            else:
+                keep, groups, counts = run_stages([stage], self.config, self.adapter, level)
+                if prefill.memory is not None:
+                    prefill.memory.stages.append(StageKeep(keep, groups, counts))
+            compaction = plan_compaction(keep)
+            new_hidden = compaction.gather(capture.hidden_out, seq_dim=1)
+            mask = compaction.mask(level.attention_mask)
+            cos, sin = capture.position_embeddings
+            positions = kwargs.get("position_ids")
+            cache = kwargs.get("past_key_values")
+            prefill.overrides = {
+                "attention_mask": self._causal_mask(new_hidden, mask, cache, k),
+                "position_embeddings": (compaction.gather(cos, seq_dim=1), compaction.gather(sin, seq_dim=1)),
+                "position_ids": None if positions is None else compaction.gather(
+                    positions.expand(*positions.shape[:-2], new_hidden.shape[0], -1), seq_dim=-1
+                ),
+            }
+            prefill.level = level.compact(compaction, counts, mask)
+            prefill.results.append(StageResult(k, groups, counts))
+            self.prefixes.append(StagePrefix(k, mask, compaction.length))
+            return (new_hidden, *output[1:]) if isinstance(output, tuple) else new_hidden
+
+        return run
+
+    # -- every layer after the first stage ----------------------------------------------------
+    def _make_override(self, index: int):
+        def override(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+            if self.prefill is not None and self.prefill.overrides:
+                return args, {**kwargs, **self.prefill.overrides}
+            if self.decode is not None:
+                hidden = args[0] if args else kwargs["hidden_states"]
+                prefix = self._prefix_for(index)
+                if prefix is not None:
+                    return args, {**kwargs, "attention_mask": self._decode_mask(prefix, hidden, kwargs)}
+            return None
+
+        return override
+
+    def _prefix_for(self, index: int) -> StagePrefix | None:
+        prefixes = self.decode.prefixes
+        at = bisect.bisect_right([p.start for p in prefixes], index) - 1
+        return prefixes[at] if at >= 0 else None
+
+    def _decode_mask(self, prefix: StagePrefix, hidden: torch.Tensor, kwargs: dict) -> Any:
+        """The mask of a decoding step in the layers of one stage (computed once)."""
+        decode = self.decode
+        if prefix.start not in decode.masks:
+            if prefix.mask is None and decode.tail is None:
+                mask = None
+            else:
+                batch, device = hidden.shape[0], hidden.device
+                head = prefix.mask if prefix.mask is not None else torch.ones(batch, prefix.length, dtype=torch.long, device=device)
+                tail = decode.tail if decode.tail is not None else torch.ones(batch, decode.new, dtype=head.dtype, device=device)
+                mask = torch.cat((head, tail.to(head.dtype)), dim=1)
+            decode.masks[prefix.start] = self._causal_mask(hidden, mask, kwargs.get("past_key_values"), prefix.start)
+        return decode.masks[prefix.start]
+
+    def _causal_mask(self, hidden: torch.Tensor, mask: torch.Tensor | None, cache: Any, layer: int) -> Any:
+        """What transformers would build for these layers, sized to their own cache."""
+        return create_causal_mask(
+            config=self.adapter.language_model.config,
+            inputs_embeds=hidden,
+            attention_mask=mask,
+            past_key_values=cache,
+            position_ids=None,
+            layer_idx=layer if cache is not None else None,
+        )

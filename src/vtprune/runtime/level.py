@@ -1,0 +1,130 @@
+"""A *level*: the sequence as a stage sees it (before the LLM, or after layer K).
+
+Each level knows where every image's current tokens sit in its (possibly already
+compacted) batch of sequences, which token of the image's grid each one is, the
+attention mask, and the features stages read and merges write: LLM-input embeddings
+before the LLM, hidden states inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .compaction import Compaction
+from .layout import ImageLayout
+
+
+@dataclass
+class LayerCapture:
+    """What decoder layer ``index`` (0-based) saw and produced during a prefill."""
+
+    index: int
+    layer: nn.Module
+    hidden_in: torch.Tensor  # (B, L, D) the layer's input
+    position_embeddings: tuple[torch.Tensor, torch.Tensor]  # (cos, sin), each (B, L, head_dim)
+    keys: torch.Tensor | None = None  # (B, L, H_kv * head_dim) k_proj output, before RoPE
+    hidden_out: torch.Tensor | None = None  # (B, L, D) the layer's output
+
+
+@dataclass
+class Level:
+    """The current tokens of one forward at one stage.
+
+    image:  (B, L) image number of each position, -1 for text and padding
+    token:  (B, L) index of each image token in its image's full grid, -1 elsewhere
+    origin: (B, L) position of each token in the language model's input sequence
+    counts: current tokens of each image (host ints)
+    grids:  each image's full (rows, cols) grid
+    """
+
+    image: torch.Tensor
+    token: torch.Tensor
+    origin: torch.Tensor
+    counts: tuple[int, ...]
+    grids: tuple[tuple[int, int], ...]
+    attention_mask: torch.Tensor | None
+    input_embeds: torch.Tensor  # (B, L0, D) the language model's input (merged features written in)
+    capture: LayerCapture | None = None
+    _cache: dict = field(default_factory=dict)
+
+    @classmethod
+    def at_input(cls, layout: ImageLayout, embeds: torch.Tensor, attention_mask: torch.Tensor | None) -> "Level":
+        """The level of a language model input whose images are described by ``layout``."""
+        batch, length = layout.token_mask.shape
+        device = embeds.device
+        image = torch.full((batch * length,), -1, dtype=torch.long, device=device)
+        token = torch.full((batch * length,), -1, dtype=torch.long, device=device)
+        counts = torch.tensor(layout.counts, device=device)
+        image_ids = torch.repeat_interleave(torch.arange(layout.num_images, device=device), counts)
+        starts = torch.tensor(layout.starts, device=device)
+        image[layout.flat_positions] = image_ids
+        token[layout.flat_positions] = torch.arange(len(image_ids), device=device) - starts[image_ids]
+        origin = torch.arange(length, device=device).expand(batch, length)
+        return cls(
+            image.view(batch, length), token.view(batch, length), origin, layout.counts, layout.grids,
+            attention_mask, embeds,
+        )
+
+    @property
+    def layout(self) -> ImageLayout:
+        """The images at this level (cached)."""
+        if "layout" not in self._cache:
+            self._cache["layout"] = ImageLayout(self.image >= 0, self.counts, self.grids)
+        return self._cache["layout"]
+
+    @property
+    def embeds(self) -> torch.Tensor:
+        """(B, L, D) LLM-input features of the current tokens."""
+        if self.capture is None:
+            return self.input_embeds
+        if "embeds" not in self._cache:
+            width = self.input_embeds.shape[1]
+            rows = torch.arange(self.origin.shape[0], device=self.origin.device)[:, None] * width
+            flat = self.input_embeds.reshape(-1, self.input_embeds.shape[-1])
+            self._cache["embeds"] = flat[rows + self.origin]
+        return self._cache["embeds"]
+
+    @property
+    def features(self) -> torch.Tensor:
+        """The features a stage at this level selects among: LLM-input embeddings before
+        the LLM, the layer's output hidden states inside it."""
+        return self.input_embeds if self.capture is None else self.capture.hidden_out
+
+    def write_features(self, positions: torch.Tensor, values: torch.Tensor) -> None:
+        """Replace the features at flat ``positions`` (merges), out of place."""
+        current = self.features
+        width = current.shape[-1]
+        updated = current.reshape(-1, width).index_put((positions.reshape(-1),), values.reshape(-1, width).to(current.dtype))
+        if self.capture is None:
+            self.input_embeds = updated.view_as(current)
+        else:
+            self.capture.hidden_out = updated.view_as(current)
+        self._cache.pop("embeds", None)
+
+    def compact(
+        self,
+        compaction: Compaction,
+        counts: tuple[int, ...],
+        mask: torch.Tensor | None,
+        input_embeds: torch.Tensor | None = None,
+    ) -> "Level":
+        """The next level: these tokens after ``compaction``, with ``counts`` per image.
+
+        ``input_embeds``: the compacted sequence becomes the language model's input
+        (pruning before the LLM), so positions there are counted afresh.
+        """
+        origin = compaction.gather(self.origin, -1)
+        if input_embeds is not None:
+            origin = torch.arange(compaction.length, device=origin.device).expand_as(origin)
+        return Level(
+            compaction.gather(self.image, -1).masked_fill(~compaction.valid, -1),
+            compaction.gather(self.token, -1).masked_fill(~compaction.valid, -1),
+            origin,
+            counts,
+            self.grids,
+            mask,
+            self.input_embeds if input_embeds is None else input_embeds,
+        )

@@ -1,0 +1,209 @@
+"""In-LLM stages with SDPA kept on: attention rows, pruned prefill, decoding, batching."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vtprune
+from vtprune.testing import make_batch
+
+import probes
+from helpers import FAMILIES, FAMILY_IDS, full_embeddings, full_positions, greedy, image_token_counts, logits
+
+
+@pytest.fixture(scope="module", params=FAMILIES, ids=FAMILY_IDS)
+def family(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def model(family):
+    return family.build(layers=4)
+
+
+@pytest.fixture(autouse=True)
+def _clean(model):
+    probes.SEEN.clear()
+    yield
+    if vtprune.active_handle(model) is not None:
+        vtprune.active_handle(model).remove()
+
+
+def prompts_of(family):
+    return [[5, family.image(0), 7], [3, family.image(1), 2, family.image(2), 4], [9]]
+
+
+def sequence_index(model, batch, sample, keep_lists):
+    """Positions of prompt ``sample`` that a set of per-image keep lists leaves."""
+    ids = batch["input_ids"][sample]
+    is_image = ids == model.config.image_token_id
+    image_positions = torch.nonzero(is_image).flatten()
+    keep = batch["attention_mask"][sample].bool() & ~is_image
+    start = 0
+    for count, kept in zip(image_token_counts(model, batch, sample), keep_lists):
+        keep[image_positions[start + kept]] = True
+        start += count
+    return torch.nonzero(keep).flatten()
+
+
+# 1. recomputed attention rows equal eager attention --------------------------------------------
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_attention_rows_match_eager(family, model, k):
+    eager = family.build(layers=4, attn="eager")
+    batch = make_batch(model, prompts_of(family))
+    vtprune.prune(model, probes.ProbeConfig(keep=1.0, layers=(k,)))
+    logits(model, batch)
+    assert model.config._attn_implementation == "sdpa"
+    seen = probes.SEEN[0]  # one group per image shape; check all of them
+    with torch.no_grad():
+        attentions = eager(**batch, output_attentions=True).attentions[k - 1].mean(1)  # (B, L, L)
+    length = batch["input_ids"].shape[1]
+    mask = batch["attention_mask"]
+    checked = 0
+    for seen in probes.SEEN:
+        rows, last, text_mask = seen[f"attn_rows@llm:{k}"], seen[f"attn_last@llm:{k}"], None
+        for i in range(rows.shape[0]):
+            # Locate image i of this group: its tokens are the columns of its rows.
+            checked += 1
+        assert rows.shape[0] == last.shape[0]
+    # Compare image by image through the batch: the groups cover every image once.
+    images = []
+    for sample in range(len(prompts_of(family))):
+        ids = batch["input_ids"][sample]
+        positions = torch.nonzero(ids == model.config.image_token_id).flatten()
+        start = 0
+        for count in image_token_counts(model, batch, sample):
+            cols = positions[start : start + count]
+            after = torch.arange(length) > cols.max()
+            text = mask[sample].bool() & (ids != model.config.image_token_id) & after
+            images.append((sample, cols, torch.nonzero(text).flatten()))
+            start += count
+    expected_last = [attentions[s, length - 1, cols] for s, cols, _ in images]
+    expected_rows = [attentions[s][q][:, cols] for s, cols, q in images]
+    got_last = [row for seen in probes.SEEN for row in seen[f"attn_last@llm:{k}"]]
+    got_rows = [row for seen in probes.SEEN for row in seen[f"attn_rows@llm:{k}"]]
+    # Groups are ordered by image shape, so match each expected image to its group row.
+    for exp_last, exp_rows in zip(expected_last, expected_rows):
+        match = [j for j, g in enumerate(got_last) if g.shape == exp_last.shape and torch.allclose(g, exp_last, atol=1e-5)]
+        assert match, "no recomputed row matches eager attention"
+        j = match[0]
+        torch.testing.assert_close(got_rows[j][: len(exp_rows)], exp_rows, atol=1e-5, rtol=0)
+        assert torch.all(got_rows[j][len(exp_rows):] == 0)
+        got_last.pop(j)
+        got_rows.pop(j)
+    assert not got_last and checked == len(images)
+
+
+# 2. in-LLM pruned prefill equals the hand-built reference --------------------------------------
+
+
+def _layer_pass(model, layers, hidden, positions):
+    lm = model.model.language_model
+    position_embeddings = lm.rotary_emb(hidden, positions)
+    for layer in layers:
+        hidden = layer(hidden, attention_mask=None, position_embeddings=position_embeddings, position_ids=None)
+        hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+    return hidden
+
+
+@pytest.mark.parametrize("before", [False, True])
+def test_inside_prefill_equals_reference(family, before):
+    model = family.build(layers=4, dtype=torch.float64)
+    batch = make_batch(model, [[4, family.image(0), 3, family.image(1), 6]])
+    embeds, positions = full_embeddings(model, batch), full_positions(model, batch)
+    handle = vtprune.prune(model, probes.ProbeConfig(keep=0.3, layers=(2,), before=before))
+    pruned = logits(model, {**batch, "position_ids": positions})
+    first, last = handle._session.last.keep_by_stage[0][0], handle.last_keep[0]
+    entry = sequence_index(model, batch, 0, first)  # what enters the LLM
+    inside = sequence_index(model, batch, 0, last)  # what layers 3 and 4 see
+    layers = model.model.language_model.layers
+    with torch.no_grad():
+        hidden = _layer_pass(model, layers[:2], embeds[:, entry], positions[..., entry])
+        where = torch.searchsorted(entry, inside)  # the survivors among the entered tokens
+        hidden = _layer_pass(model, layers[2:], hidden[:, where], positions[..., inside])
+        expected = model.lm_head(model.model.language_model.norm(hidden))
+    torch.testing.assert_close(pruned, expected, atol=1e-10, rtol=1e-10)
+    budget = [vtprune.resolve_budget(0.3, n) for n in image_token_counts(model, batch, 0)]
+    assert [len(k) for k in last] == budget
+    stats = handle.stats
+    n_entry = sum(len(k) for k in first)
+    assert stats.llm_input == (n_entry,) and stats.layer_avg == ((2 * n_entry + 2 * sum(budget)) / 4,)
+
+
+# 3. decoding, batching, keep-all -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layers", [(2,), (1, 3)])
+def test_inside_cached_equals_uncached_and_batch_equals_singles(family, model, layers):
+    prompts = prompts_of(family)
+    vtprune.prune(model, probes.ProbeConfig(keep=0.4, layers=layers, share=0.8))
+    batch = make_batch(model, prompts)
+    cached = greedy(model, batch, tokens=6)
+    assert torch.equal(greedy(model, batch, tokens=6, use_cache=False), cached)
+    for i, prompt in enumerate(prompts):
+        assert torch.equal(greedy(model, make_batch(model, [prompt], seeds=[i]), tokens=6)[0], cached[i])
+
+
+def test_inside_manual_decoding(family, model):
+    batch = make_batch(model, [[4, family.image(0), 6]])
+    vtprune.prune(model, probes.ProbeConfig(keep=0.3, layers=(2,), before=True))
+    expected = greedy(model, batch, tokens=4)[0].tolist()
+    with torch.no_grad():
+        out = model(**batch, use_cache=True)
+        tokens = []
+        for _ in range(4):
+            scores = out.logits[0, -1]
+            scores[model.config.image_token_id] = float("-inf")
+            token = scores.argmax().view(1, 1)
+            tokens.append(int(token))
+            out = model(input_ids=token, past_key_values=out.past_key_values, use_cache=True)
+    assert tokens == expected
+    cache = out.past_key_values
+    lengths = [cache.layers[i].keys.shape[-2] for i in range(4)]
+    assert lengths[0] == lengths[1] > lengths[2] == lengths[3]  # full before K, pruned after
+
+
+def test_inside_keep_all_equals_unpatched(family, model):
+    batch = make_batch(model, prompts_of(family))
+    reference, tokens = logits(model, batch), greedy(model, batch, tokens=6)
+    vtprune.prune(model, probes.ProbeConfig(keep=1.0, layers=(1, 3)))
+    torch.testing.assert_close(logits(model, batch), reference, atol=1e-5, rtol=0)
+    assert torch.equal(greedy(model, batch, tokens=6), tokens)
+
+
+# 4. bad input ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "layers,words",
+    [((0,), ["K must be in [1, 3]"]), ((4,), ["K must be in [1, 3]"]), ((3, 2), ["in order"]), ((2, 2), ["in order"])],
+)
+def test_bad_stage_layers(model, layers, words):
+    with pytest.raises(ValueError) as info:
+        vtprune.prune(model, probes.ProbeConfig(layers=layers))
+    for word in words:
+        assert word in str(info.value)
+    assert not model.model.language_model._forward_pre_hooks
+    assert not any(layer._forward_pre_hooks or layer._forward_hooks for layer in model.model.language_model.layers)
+
+
+def test_an_extended_prompt_replays_and_a_new_prompt_selects(family, model):
+    vtprune.prune(model, probes.ProbeConfig(keep=0.3, layers=(2,)))
+    handle = vtprune.active_handle(model)
+    batch = make_batch(model, [[4, family.image(0), 6]])
+    logits(model, batch)
+    first, selections = handle._session.last, len(probes.SEEN)
+    longer = {k: v for k, v in batch.items()}
+    extra = torch.tensor([[17, 18]])
+    longer["input_ids"] = torch.cat((batch["input_ids"], extra), 1)
+    longer["attention_mask"] = torch.cat((batch["attention_mask"], torch.ones_like(extra)), 1)
+    if "mm_token_type_ids" in batch:
+        longer["mm_token_type_ids"] = torch.cat((batch["mm_token_type_ids"], torch.zeros_like(extra)), 1)
+    logits(model, longer)
+    assert handle._session.last is first and len(probes.SEEN) == selections  # replayed, not selected
+    other = make_batch(model, [[4, family.image(0), 6]], seeds=[5])  # other tokens and pixels
+    logits(model, other)
+    assert handle._session.last is not first and len(probes.SEEN) > selections

@@ -81,12 +81,18 @@ class SignalBank:
             return (rows * mask[..., None]).to(self.dtype)
         raise KeyError(name)
 
-    def image(self, index: int) -> "SignalBank":
+    def image(self, index: int) -> SignalBank:
         """The same signals for image ``index`` alone, its instruction unpadded."""
         length = self.text_lengths[index]
         alone = SignalBank(
-            images=1, grid=self.grid, dim=self.dim, key_dim=self.key_dim,
-            text_lengths=(length,), seed=self.seed, dtype=self.dtype, device=self.device,
+            images=1,
+            grid=self.grid,
+            dim=self.dim,
+            key_dim=self.key_dim,
+            text_lengths=(length,),
+            seed=self.seed,
+            dtype=self.dtype,
+            device=self.device,
         )
         for name, tensor in self.tensors.items():
             part = tensor[index : index + 1]
@@ -141,10 +147,12 @@ def run_method(config: PruneConfig, bank: SignalBank, num_layers: int = 32) -> O
     token_index = torch.arange(n, device=bank.device).expand(bank.images, n)
     budget = config.budget(n)
     sizes = []
-    for stage, names in zip(stages, stage_needs(config, num_layers)):
+    for stage, names in zip(stages, stage_needs(config, num_layers), strict=True):
         given = {name: _current(bank[name], name, token_index) for name in names}
         signals = Signals.from_tensors(bank.grid, token_index=token_index, **given)
-        selection = check_selection(stage.select(signals, budget, config), bank.images, token_index.shape[1], stage.where)
+        selection = check_selection(
+            stage.select(signals, budget, config), bank.images, token_index.shape[1], stage.where
+        )
         keep, order = selection.keep.sort(dim=1)
         if selection.features is not None:
             features = selection.features.gather(1, order[..., None].expand(-1, -1, selection.features.shape[-1]))

@@ -28,11 +28,14 @@ def test_mixed_score_is_the_weighted_sum_of_min_max_normalised_scores() -> None:
     expected = torch.tensor([[0.5, 1 / 6, 7 / 12, 2 / 3]])
     torch.testing.assert_close(score, expected)
     score = hybrid_scores(signals(text_relevance=RELEVANCE * 10 - 4, vision_saliency=SALIENCY * 3), 0.25)
-    torch.testing.assert_close(score, 0.25 * torch.tensor([[0, 1 / 3, 2 / 3, 1]]) + 0.75 * torch.tensor([[1, 0, 0.5, 1 / 3]]))
+    torch.testing.assert_close(
+        score, 0.25 * torch.tensor([[0, 1 / 3, 2 / 3, 1]]) + 0.75 * torch.tensor([[1, 0, 0.5, 1 / 3]])
+    )
 
 
 @pytest.mark.parametrize(
-    "alpha, needs", [(0.0, {"vision_saliency"}), (1.0, {"text_relevance"}), (0.5, {"vision_saliency", "text_relevance"})]
+    "alpha, needs",
+    [(0.0, {"vision_saliency"}), (1.0, {"text_relevance"}), (0.5, {"vision_saliency", "text_relevance"})],
 )
 def test_only_weighted_scores_are_requested(alpha: float, needs: set) -> None:
     (stage,) = get_method("atp").stages(ATPConfig(alpha=alpha), 32)

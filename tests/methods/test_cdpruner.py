@@ -45,7 +45,9 @@ def test_greedy_reaches_the_best_set_when_features_are_orthogonal() -> None:
     # which greedy adds in descending relevance.
     visual = torch.eye(8)[None]
     text = torch.tensor([[[0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.05, 0.6]]])
-    signals = Signals.from_tensors((2, 4), visual=visual, text_embeds=text, text_mask=torch.ones(1, 1, dtype=torch.bool))
+    signals = Signals.from_tensors(
+        (2, 4), visual=visual, text_embeds=text, text_mask=torch.ones(1, 1, dtype=torch.bool)
+    )
     keep = select_cdpruner(signals, 4, CDPrunerConfig(keep=4))
     assert keep[0].tolist() == [0, 4, 7, 2]
     relevance = prompt_relevance(visual, text, torch.ones(1, 1, dtype=torch.bool))
@@ -68,7 +70,9 @@ def test_more_tokens_than_kernel_rank_fall_back_to_relevance() -> None:
     visual = torch.randn(1, 8, 2, generator=gen)
     text = torch.randn(1, 2, 2, generator=gen)
     mask = torch.ones(1, 2, dtype=torch.bool)
-    keep = select_cdpruner(Signals.from_tensors((2, 4), visual=visual, text_embeds=text, text_mask=mask), 5, CDPrunerConfig(keep=5))
+    keep = select_cdpruner(
+        Signals.from_tensors((2, 4), visual=visual, text_embeds=text, text_mask=mask), 5, CDPrunerConfig(keep=5)
+    )
     assert keep[0].unique().numel() == 5
     relevance = prompt_relevance(visual, text, mask)[0]
     rest = [j for j in relevance.argsort(descending=True).tolist() if j not in keep[0, :2].tolist()]

@@ -3,7 +3,6 @@ import math
 import torch
 
 from vtprune.methods.coast import COASTConfig, normalised_entropy, select_coast, tail_counts
-from vtprune.signals import Signals
 
 from .method_inputs import SignalBank, signals_for
 
@@ -63,9 +62,7 @@ def test_matches_the_pseudo_code_with_focused_and_dispersed_attention() -> None:
     mask = bank.text_mask()
     kept = []
     for i in range(2):
-        expected = coast_reference(
-            rows[i], mask[i], bank["attn_last@llm:2"][i], bank["hidden@llm:2"][i], 20, config
-        )
+        expected = coast_reference(rows[i], mask[i], bank["attn_last@llm:2"][i], bank["hidden@llm:2"][i], 20, config)
         kept.append(set(keep[i].tolist()))
         assert kept[i] == expected
     # Same anchors; the dispersed image gives more of the other 10 slots to the tail.

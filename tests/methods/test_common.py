@@ -14,7 +14,7 @@ from vtprune.methods.coast import COASTConfig
 from vtprune.methods.dart import DARTConfig
 from vtprune.methods.divprune import DivPruneConfig
 from vtprune.methods.fastv import FastVConfig
-from vtprune.methods.pdrop import PDropConfig, solve_ratio, stage_count, scaled_layers
+from vtprune.methods.pdrop import PDropConfig, scaled_layers, solve_ratio, stage_count
 from vtprune.methods.sppruner import SPprunerConfig
 from vtprune.methods.sts import STSConfig
 from vtprune.methods.visionzip import VisionZipConfig
@@ -102,7 +102,9 @@ def test_half_precision_inputs(config: PruneConfig, dtype: torch.dtype) -> None:
         assert outcome.visual.dtype == dtype and torch.isfinite(outcome.visual.float()).all()
 
 
-ACCELERATORS = [name for name, there in (("cuda", torch.cuda.is_available()), ("mps", torch.backends.mps.is_available())) if there]
+ACCELERATORS = [
+    name for name, there in (("cuda", torch.cuda.is_available()), ("mps", torch.backends.mps.is_available())) if there
+]
 
 
 @pytest.mark.skipif(not ACCELERATORS, reason="no accelerator on this machine")

@@ -16,7 +16,7 @@ def dart_reference(keys: torch.Tensor, hidden: torch.Tensor, budget: int, pivots
     chosen = sorted(range(n), key=lambda j: -norms[j])[:pivots]
     free = [j for j in range(n) if j not in chosen]
     kept = list(chosen)
-    for p, quota in zip(chosen, pivot_quotas(budget, pivots)):
+    for p, quota in zip(chosen, pivot_quotas(budget, pivots), strict=True):
         cos = {j: torch.nn.functional.cosine_similarity(hidden[p], hidden[j], dim=0).item() for j in free}
         taken = sorted(free, key=lambda j: cos[j])[:quota]
         kept += taken

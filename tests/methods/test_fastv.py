@@ -6,9 +6,7 @@ from vtprune.signals import Signals
 
 
 def test_keeps_the_top_budget_by_last_token_attention() -> None:
-    attention = torch.tensor(
-        [[0.05, 0.30, 0.01, 0.20, 0.15, 0.29], [0.50, 0.12, 0.20, 0.05, 0.10, 0.03]]
-    )
+    attention = torch.tensor([[0.05, 0.30, 0.01, 0.20, 0.15, 0.29], [0.50, 0.12, 0.20, 0.05, 0.10, 0.03]])
     signals = Signals.from_tensors((2, 3), **{"attn_last@llm:2": attention})
     keep = select_fastv(signals, 3, FastVConfig(keep=3))
     assert [set(row.tolist()) for row in keep] == [{1, 5, 3}, {0, 2, 1}]

@@ -26,7 +26,13 @@ def test_fixed_ratio_halves_the_tokens_at_each_stage() -> None:
 
 @pytest.mark.parametrize(
     "budget, layers, depth",
-    [(192, (8, 16, 24), 32), (160, (8, 16, 24), 32), (150, (7, 14, 21), 28), (128, (2, 6, 12), 32), (64, (2, 6, 12), 32)],
+    [
+        (192, (8, 16, 24), 32),
+        (160, (8, 16, 24), 32),
+        (150, (7, 14, 21), 28),
+        (128, (2, 6, 12), 32),
+        (64, (2, 6, 12), 32),
+    ],
 )
 def test_solved_ratio_meets_the_average_budget(budget: int, layers: tuple, depth: int) -> None:
     tokens = 576
@@ -68,7 +74,7 @@ def test_each_stage_ranks_by_its_own_layer_attention() -> None:
     outcome = run_method(config, bank, num_layers=32)
     for i in range(2):
         alive = torch.arange(24)
-        for layer, count in zip((8, 16, 24), (12, 6, 3)):
+        for layer, count in zip((8, 16, 24), (12, 6, 3), strict=True):
             attention = bank[f"attn_last@llm:{layer}"][i, alive]
             alive = alive[attention.topk(count).indices].sort().values
         assert torch.equal(outcome.keep[i], alive)

@@ -17,7 +17,10 @@ def controlled_image(rows: int, cols: int, relevance: torch.Tensor, saliency: to
     text = torch.zeros(1, 1, dim)
     text[0, 0, 0] = 1.0
     return Signals.from_tensors(
-        (rows, cols), visual=visual[None], vision_saliency=saliency[None], text_embeds=text,
+        (rows, cols),
+        visual=visual[None],
+        vision_saliency=saliency[None],
+        text_embeds=text,
         text_mask=torch.ones(1, 1, dtype=torch.bool),
     )
 

@@ -30,7 +30,13 @@ def test_contextual_tokens_are_the_means_of_their_groups() -> None:
     assert isinstance(out, Selection)
     assert out.keep[0].tolist() == [0, 5, 10, 1, 6]
     expected = torch.stack(
-        [visual[0, 0], visual[0, 5], visual[0, 10], visual[0, [1, 2, 3, 4]].mean(0), visual[0, [6, 7, 8, 9, 11]].mean(0)]
+        [
+            visual[0, 0],
+            visual[0, 5],
+            visual[0, 10],
+            visual[0, [1, 2, 3, 4]].mean(0),
+            visual[0, [6, 7, 8, 9, 11]].mean(0),
+        ]
     )
     torch.testing.assert_close(out.features[0], expected)
 
@@ -55,7 +61,9 @@ def test_matches_the_official_steps_on_random_inputs() -> None:
     bank = SignalBank(seed=12)
     out = select_visionzip(signals_for(bank, "visual", "vision_saliency", "vision_keys"), 13, VisionZipConfig(keep=13))
     for i in range(bank.images):
-        expected = visionzip_reference(bank["vision_saliency"][i], bank["vision_keys"][i], bank["visual"][i], 13, 10 / 64)
+        expected = visionzip_reference(
+            bank["vision_saliency"][i], bank["vision_keys"][i], bank["visual"][i], 13, 10 / 64
+        )
         assert set(out.keep[i].tolist()) == set(expected)
         for slot, token in enumerate(out.keep[i].tolist()):
             torch.testing.assert_close(out.features[i, slot], expected[token])

@@ -22,7 +22,9 @@ def relevance_of(bank: SignalBank) -> torch.Tensor:
 
 def test_all_core_keeps_the_most_relevant_tokens() -> None:
     bank = SignalBank(seed=1)
-    keep = select_zspaprune(signals_for(bank, "visual", "text_embeds"), 10, ZSPAPruneConfig(keep=10, relevance_fraction=1.0))
+    keep = select_zspaprune(
+        signals_for(bank, "visual", "text_embeds"), 10, ZSPAPruneConfig(keep=10, relevance_fraction=1.0)
+    )
     expected = relevance_of(bank).topk(10, dim=1).indices
     for i in range(bank.images):
         assert set(keep[i].tolist()) == set(expected[i].tolist())
@@ -30,7 +32,9 @@ def test_all_core_keeps_the_most_relevant_tokens() -> None:
 
 def test_no_core_picks_farthest_points_by_the_max_rule() -> None:
     bank = SignalBank(seed=2)
-    keep = select_zspaprune(signals_for(bank, "visual", "text_embeds"), 12, ZSPAPruneConfig(keep=12, relevance_fraction=0.0))
+    keep = select_zspaprune(
+        signals_for(bank, "visual", "text_embeds"), 12, ZSPAPruneConfig(keep=12, relevance_fraction=0.0)
+    )
     seeds = relevance_of(bank).argmax(dim=1)
     found_difference = False
     for i in range(bank.images):

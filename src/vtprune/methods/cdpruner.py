@@ -46,8 +46,8 @@ class CDPrunerConfig(PruneConfig):
     method = "cdpruner"
     theta: float = help_field(
         1.0,
-        "Relevance weight: 1 uses the normalised relevance r as is (the official code); theta in "
-        "(0, 1) uses exp(theta / (2 (1 - theta)) * r), trading diversity for relevance as theta grows.",
+        "Relevance trade-off in (0, 1]: 1 uses the normalised relevance r as is (the official code); "
+        "theta < 1 uses exp(theta / (2 (1 - theta)) * r), which weighs relevance more as theta grows.",
     )
 
     def __post_init__(self) -> None:

@@ -26,9 +26,7 @@ class FastVConfig(PruneConfig):
     """Keep the top-``keep`` visual tokens by last-token attention after layer K."""
 
     method = "fastv"
-    layer: int = help_field(
-        2, "K: prune after the first K decoder layers ran on the full sequence (FastV uses K=2)."
-    )
+    layer: int = help_field(2, "K: prune after the first K decoder layers ran on the full sequence (FastV uses K=2).")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -21,10 +21,11 @@ warning says so.
 
 from __future__ import annotations
 
+import numbers
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
-from typing import Sequence
 
 import torch
 
@@ -32,7 +33,7 @@ from ..config import PruneConfig, help_field
 from ..registry import Stage, register
 from ..signals import Signals
 from .scoring import round_half_up
-from .validation import require_int, require_real
+from .validation import require_real
 
 REFERENCE_DEPTH = 32  # the depth ``layers`` is written for (LLaVA-1.5-7B)
 
@@ -55,13 +56,18 @@ class PDropConfig(PruneConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.layers, (str, bytes)) or not isinstance(self.layers, Sequence) or not self.layers:
-            raise TypeError(f"layers must be a non-empty sequence of ints in [1, {REFERENCE_DEPTH}]; got {self.layers!r}")
-        layers = tuple(require_int("layers[]", layer, low=1) for layer in self.layers)
-        if any(b <= a for a, b in zip(layers, layers[1:])) or layers[-1] > REFERENCE_DEPTH:
-            raise ValueError(
-                f"layers must be strictly increasing ints in [1, {REFERENCE_DEPTH}]; got {list(self.layers)}"
-            )
+        accepted = f"a non-empty, strictly increasing sequence of ints in [1, {REFERENCE_DEPTH}]"
+        layers = self.layers
+        if (
+            isinstance(layers, (str, bytes))
+            or not isinstance(layers, Sequence)
+            or any(isinstance(x, bool) or not isinstance(x, numbers.Integral) for x in layers)
+        ):
+            raise TypeError(f"layers must be {accepted}; got {layers!r}")
+        layers = tuple(int(x) for x in layers)
+        increasing = all(a < b for a, b in zip(layers, layers[1:], strict=False))
+        if not layers or not increasing or layers[0] < 1 or layers[-1] > REFERENCE_DEPTH:
+            raise ValueError(f"layers must be {accepted}; got {list(layers)}")
         self.layers = layers
         if self.ratio is not None:
             self.ratio = require_real("ratio", self.ratio, low=0.0, high=1.0, low_open=True)
@@ -147,4 +153,3 @@ register(
     summary="drop a share of the visual tokens at several depths by last-token attention; keep = layer average",
     stages=pdrop_stages,
 )(select_pdrop_stage)
-

@@ -81,11 +81,10 @@ def select_subjects_and_rings(coords: torch.Tensor, score: torch.Tensor, budget:
     return order_key.topk(budget, dim=1, largest=False).indices
 
 
-def merge_into_nearest(
-    coords: torch.Tensor, features: torch.Tensor, keep: torch.Tensor
-) -> torch.Tensor:
+def merge_into_nearest(coords: torch.Tensor, features: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """(I, k, D) features of the ``keep`` tokens after each dropped token merged into its
-    nearest kept token with weight max(0, cos)."""
+    nearest kept token with weight max(0, cos). Exact ties go to the kept token listed
+    first in ``keep``."""
     num_images, n, _ = features.shape
     image = torch.arange(num_images, device=features.device)
     kept = torch.zeros(num_images, n, dtype=torch.bool, device=features.device)
@@ -94,7 +93,7 @@ def merge_into_nearest(
     cosine = unit @ gather_rows(unit, keep).transpose(1, 2)  # (I, N, k)
     distance = ring_distance(coords, gather_rows(coords, keep))
     # Nearest by integer ring distance; cosine (in [-1, 1]) only breaks ties; argmin
-    # takes the first kept token (raster order) of any remaining tie.
+    # takes the first listed kept token of any remaining tie.
     owner = (4.0 * distance - cosine).argmin(dim=-1)  # (I, N)
     weight = cosine.gather(-1, owner[..., None]).squeeze(-1).clamp(min=0.0)
     weight = weight.masked_fill(kept, 0.0)  # kept tokens count once, through the 1 + ...
@@ -117,6 +116,7 @@ def select_sppruner(signals: Signals, budget: int, config: SPprunerConfig) -> Se
     subjects = min(budget, max(1, round_half_up(config.subject_fraction * budget)))
     coords = signals.coords
     keep = select_subjects_and_rings(coords, subject_scores(signals, config.lam), budget, subjects)
+    keep = keep.sort(dim=1).values  # raster order, which breaks the merge's last ties
     visual = signals.visual
     merged = merge_into_nearest(coords, visual.float(), keep)
     return Selection(keep, merged.to(visual.dtype))

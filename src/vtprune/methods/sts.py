@@ -98,7 +98,9 @@ def select_structure(signals: Signals, budget: int, config: STSConfig) -> torch.
         where = gather_rows(coords, token[:, None])  # (I, 1, 2)
         distance2 = ((coords - where) ** 2).sum(dim=-1)
         cosine = similarity[image, token]
-        energy += config.w_p * torch.exp(-distance2 / sigma_p**2) + config.w_f * torch.exp(-(1.0 - cosine) / config.sigma_f)
+        spatial = torch.exp(-distance2 / sigma_p**2)
+        semantic = torch.exp(-(1.0 - cosine) / config.sigma_f)
+        energy += config.w_p * spatial + config.w_f * semantic
         token = energy.masked_fill(chosen, float("inf")).argmin(dim=1)
     return torch.stack(picks, dim=1)
 
@@ -123,6 +125,6 @@ def sts_stages(config: STSConfig, num_layers: int) -> list[Stage]:
 register(
     STSConfig,
     paper="STS: structure-to-semantics, stage-aware pruning (arXiv 2606.03569)",
-    summary="repulsive spatial/feature sampling of 2B tokens before the LLM, instruction attention keeps B after layer K",
+    summary="repulsive spatial/feature sampling of 2B tokens before the LLM; instruction attention keeps B after K",
     stages=sts_stages,
 )(select_structure)

@@ -3,4 +3,18 @@
 Importing this package registers every method (see :mod:`vtprune.registry`).
 """
 
-from . import random, uniform  # noqa: F401  - registration side effects
+from . import (  # noqa: F401  - registration side effects
+    atp,
+    cdpruner,
+    coast,
+    dart,
+    divprune,
+    fastv,
+    pdrop,
+    random,
+    sppruner,
+    sts,
+    uniform,
+    visionzip,
+    zspaprune,
+)

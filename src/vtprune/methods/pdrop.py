@@ -1,0 +1,155 @@
+"""``pdrop``: PyramidDrop, staged attention ranking inside the language model.
+
+Paper: "PyramidDrop: Accelerating Your Large Vision-Language Models via Pyramid
+Visual Redundancy Reduction", arXiv 2410.17247 (CVPR 2025).
+
+The language model is cut into segments (after layers 8, 16 and 24 of 32); at the
+end of each segment the visual tokens are ranked by the attention they receive from
+the prompt's last token and only a share lambda of them goes on, so the token count
+falls like a pyramid (100%, lambda, lambda^2, lambda^3 of the image's tokens).
+
+``keep`` is therefore an *average over layers*: with ``ratio=None`` (the default)
+lambda is solved so that the visual tokens averaged over all decoder layers equal the
+budget, which makes PDrop comparable with methods that prune once. With a fixed
+``ratio`` (0.5 in the paper) the schedule ignores ``keep``. Stage layers are given for
+a 32-layer model and scaled to the model's depth. Nothing is rebuilt; the solved
+lambda is this library's way of meeting a budget (the paper tunes lambda by hand).
+A budget below what the first segment alone costs (a quarter of the tokens with the
+default layers) cannot be met: lambda is then 0 (one token per image goes on) and a
+warning says so.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache, partial
+
+import torch
+
+from ..config import PruneConfig, help_field
+from ..registry import Stage, register
+from ..signals import Signals
+from .scoring import round_half_up
+from .validation import require_real
+
+REFERENCE_DEPTH = 32  # the depth ``layers`` is written for (LLaVA-1.5-7B)
+
+
+@dataclass
+class PDropConfig(PruneConfig):
+    """Rank-and-drop at several depths of the language model, by last-token attention."""
+
+    method = "pdrop"
+    layers: Sequence[int] = help_field(
+        (8, 16, 24),
+        f"Stage depths for a {REFERENCE_DEPTH}-layer model (after layers 8, 16, 24), scaled "
+        "to the model's depth; strictly increasing ints in [1, 32].",
+    )
+    ratio: float | None = help_field(
+        None,
+        "Share lambda of the remaining visual tokens each stage keeps (the paper: 0.5), in (0, 1]. "
+        "None: solve lambda so that the visual tokens averaged over all layers equal `keep`.",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        accepted = f"a non-empty, strictly increasing sequence of ints in [1, {REFERENCE_DEPTH}]"
+        layers = self.layers
+        if (
+            isinstance(layers, (str, bytes))
+            or not isinstance(layers, Sequence)
+            or any(isinstance(x, bool) or not isinstance(x, numbers.Integral) for x in layers)
+        ):
+            raise TypeError(f"layers must be {accepted}; got {layers!r}")
+        layers = tuple(int(x) for x in layers)
+        increasing = all(a < b for a, b in zip(layers, layers[1:], strict=False))
+        if not layers or not increasing or layers[0] < 1 or layers[-1] > REFERENCE_DEPTH:
+            raise ValueError(f"layers must be {accepted}; got {list(layers)}")
+        self.layers = layers
+        if self.ratio is not None:
+            self.ratio = require_real("ratio", self.ratio, low=0.0, high=1.0, low_open=True)
+
+
+def scaled_layers(layers: Sequence[int], num_layers: int) -> tuple[int, ...]:
+    """Stage depths for a model of ``num_layers`` layers, unique and in [1, num_layers - 1]."""
+    top = max(1, num_layers - 1)  # pruning after the last layer would save nothing
+    scaled = (min(top, max(1, round_half_up(layer * num_layers / REFERENCE_DEPTH))) for layer in layers)
+    return tuple(sorted(set(scaled)))
+
+
+def layer_average(ratio: float, layers: Sequence[int], num_layers: int, tokens: float) -> float:
+    """Visual tokens averaged over ``num_layers`` layers when stage s keeps tokens * ratio**s."""
+    bounds = (0, *layers, num_layers)
+    spans = [bounds[s + 1] - bounds[s] for s in range(len(bounds) - 1)]
+    return tokens * sum(span * ratio**s for s, span in enumerate(spans)) / num_layers
+
+
+@lru_cache(maxsize=1024)
+def solve_ratio(budget: int, tokens: int, layers: tuple[int, ...], num_layers: int) -> float:
+    """The lambda in [0, 1] whose schedule averages ``budget`` visual tokens over the layers.
+
+    The average grows with lambda, so bisection finds it. Returns 0 when even lambda = 0
+    (everything dropped at the first stage) averages more than the budget.
+    """
+    if budget >= tokens:
+        return 1.0
+    if layer_average(0.0, layers, num_layers, tokens) >= budget:
+        warnings.warn(
+            f"pdrop: a budget of {budget} of {tokens} tokens averaged over {num_layers} layers is "
+            f"below what the first {layers[0]} layers alone cost; pass earlier `layers` to meet it",
+            stacklevel=2,
+        )
+        return 0.0
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        middle = (low + high) / 2
+        if layer_average(middle, layers, num_layers, tokens) < budget:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2
+
+
+def stage_count(tokens: int, ratio: float, stage: int) -> int:
+    """Tokens that go on after stage ``stage`` (1-based): tokens * ratio**stage, at least 1."""
+    return max(1, round_half_up(tokens * ratio**stage))
+
+
+def select_pdrop_stage(
+    signals: Signals,
+    budget: int,
+    config: PDropConfig,
+    *,
+    stage: int,
+    layers: tuple[int, ...],
+    num_layers: int,
+) -> torch.Tensor:
+    """Stage ``stage`` (1-based) of the pyramid: keep the top share by last-token attention."""
+    tokens = signals.grid[0] * signals.grid[1]  # the image's count before any stage
+    ratio = config.ratio if config.ratio is not None else solve_ratio(budget, tokens, layers, num_layers)
+    count = min(signals.num_tokens, stage_count(tokens, ratio, stage))
+    attention = signals[f"attn_last@llm:{layers[stage - 1]}"].float()
+    return attention.topk(count, dim=1).indices
+
+
+def pdrop_stages(config: PDropConfig, num_layers: int) -> list[Stage]:
+    layers = scaled_layers(config.layers, num_layers)
+    return [
+        Stage(
+            f"llm:{layer}",
+            partial(select_pdrop_stage, stage=s + 1, layers=layers, num_layers=num_layers),
+            frozenset({f"attn_last@llm:{layer}"}),
+        )
+        for s, layer in enumerate(layers)
+    ]
+
+
+register(
+    PDropConfig,
+    paper="PyramidDrop: Pyramid Visual Redundancy Reduction (arXiv 2410.17247, CVPR 2025)",
+    summary="drop a share of the visual tokens at several depths by last-token attention; keep = layer average",
+    stages=pdrop_stages,
+)(select_pdrop_stage)

@@ -1,0 +1,109 @@
+"""``visionzip``: VisionZip, dominant tokens plus merged contextual tokens.
+
+Paper: "VisionZip: Longer is Better but Not Necessary in Vision Language Models",
+arXiv 2412.04467 (CVPR 2025; official code: github.com/dvlab-research/VisionZip).
+
+VisionZip keeps the *dominant* tokens, those the vision CLS token attends to most in
+the vision layer the LLM reads, and folds the rest into a few *contextual* tokens:
+uniformly strided targets among the remaining tokens, each absorbing the remaining
+tokens whose attention keys are most similar to it, as the plain mean of the group.
+The split is 54 + 10 tokens at 64, 108 + 20 at 128 and 162 + 30 at 192, i.e.
+contextual = round(B * 10 / 64).
+
+As in the official code: dominant by CLS attention (heads summed or averaged rank the
+same), targets every ``(N - dominant) // contextual``-th remaining token in raster
+order, assignment by the cosine of the keys, group mean counting the target once.
+Differences: the official LLaVA code counts the CLS token among the dominant tokens
+(the LLM then sees it); a stage here keeps image tokens only, so all dominant slots go
+to patches. The official code merges vision features before the projector; here the
+merged features are means of the projected features (``visual``), which the runtime
+writes in place of each target's own. Keys are those the adapter provides
+(``vision_keys``, heads concatenated) where the official code averages them over heads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..config import PruneConfig, help_field
+from ..registry import Selection, register
+from ..signals import Signals
+from .scoring import gather_rows, keep_all, round_half_up, unit_rows
+from .validation import require_fraction
+
+
+@dataclass
+class VisionZipConfig(PruneConfig):
+    """Dominant tokens by vision CLS attention, the rest merged into contextual tokens."""
+
+    method = "visionzip"
+    contextual_ratio: float = help_field(
+        10 / 64,
+        "Share of the budget given to merged contextual tokens: contextual = round(B * ratio) "
+        "(the paper's 10 of 64, 20 of 128, 30 of 192). In [0, 1].",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.contextual_ratio = require_fraction("contextual_ratio", self.contextual_ratio)
+
+
+def split_budget(budget: int, contextual_ratio: float) -> tuple[int, int]:
+    """(dominant, contextual) token counts of a budget."""
+    contextual = min(budget, round_half_up(budget * contextual_ratio))
+    return budget - contextual, contextual
+
+
+def merge_contextual(
+    remaining: torch.Tensor, keys: torch.Tensor, features: torch.Tensor, contextual: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold the ``remaining`` tokens (I, R), in raster order, into ``contextual`` targets.
+
+    Returns the targets' indices (I, C) and their merged features (I, C, D): each the
+    mean of the target and the remaining tokens whose keys are closest to it.
+    """
+    count = remaining.shape[1]
+    step = max(1, count // contextual)
+    target_slots = torch.arange(0, count, step, device=remaining.device)[:contextual]
+    is_target = torch.zeros(count, dtype=torch.bool, device=remaining.device)
+    is_target[target_slots] = True
+    targets = remaining[:, target_slots]
+    others = remaining[:, ~is_target]
+
+    unit = unit_rows(keys)
+    similarity = gather_rows(unit, others) @ gather_rows(unit, targets).transpose(1, 2)  # (I, R - C, C)
+    assignment = F.one_hot(similarity.argmax(dim=-1), contextual).float()
+    sums = assignment.transpose(1, 2) @ gather_rows(features, others) + gather_rows(features, targets)
+    counts = 1.0 + assignment.sum(dim=1)
+    return targets, sums / counts[..., None]
+
+
+@register(
+    VisionZipConfig,
+    paper="VisionZip: Longer is Better but Not Necessary (arXiv 2412.04467, CVPR 2025)",
+    summary="dominant tokens by vision CLS attention plus contextual tokens merged by key similarity",
+    needs=frozenset({"visual", "vision_saliency", "vision_keys"}),
+)
+def select_visionzip(signals: Signals, budget: int, config: VisionZipConfig) -> Selection | torch.Tensor:
+    n = signals.num_tokens
+    budget = min(budget, n)
+    if budget >= n:
+        return keep_all(signals)
+    dominant_count, contextual = split_budget(budget, config.contextual_ratio)
+    dominant = signals["vision_saliency"].float().topk(dominant_count, dim=1).indices
+    if contextual == 0:
+        return dominant
+    # The remaining tokens in raster order: a stable sort puts the non-dominant first.
+    is_dominant = torch.zeros(signals.num_images, n, dtype=torch.bool, device=signals.device)
+    is_dominant[torch.arange(signals.num_images, device=signals.device)[:, None], dominant] = True
+    remaining = is_dominant.to(torch.uint8).argsort(dim=1, stable=True)[:, : n - dominant_count]
+
+    visual = signals.visual
+    features = visual.float()
+    targets, merged = merge_contextual(remaining, signals["vision_keys"], features, contextual)
+    keep = torch.cat((dominant, targets), dim=1)
+    kept_features = torch.cat((gather_rows(features, dominant), merged), dim=1)
+    return Selection(keep, kept_features.to(visual.dtype))

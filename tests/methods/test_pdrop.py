@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from vtprune.methods.pdrop import PDropConfig, layer_average, scaled_layers, solve_ratio, stage_count
+from vtprune.registry import get_method
+
+from .method_inputs import SignalBank, run_method
+
+
+def test_stage_layers_scale_with_the_model_depth() -> None:
+    assert scaled_layers((8, 16, 24), 32) == (8, 16, 24)
+    assert scaled_layers((8, 16, 24), 28) == (7, 14, 21)
+    assert scaled_layers((8, 16, 24), 40) == (10, 20, 30)
+    assert scaled_layers((8, 16, 24), 4) == (1, 2, 3)
+    assert scaled_layers((8, 16, 24), 2) == (1,)  # collapsed stages merge
+    stages = get_method("pdrop").stages(PDropConfig(), 28)
+    assert [s.where for s in stages] == ["llm:7", "llm:14", "llm:21"]
+    assert stages[1].needs == {"attn_last@llm:14"}
+
+
+def test_fixed_ratio_halves_the_tokens_at_each_stage() -> None:
+    bank = SignalBank(images=1, grid=(24, 24), text_lengths=(4,))
+    outcome = run_method(PDropConfig(keep=64, ratio=0.5), bank, num_layers=32)
+    assert outcome.stage_sizes == [288, 144, 72]  # the paper's 50%, 25%, 12.5%
+
+
+@pytest.mark.parametrize(
+    "budget, layers, depth",
+    [
+        (192, (8, 16, 24), 32),
+        (160, (8, 16, 24), 32),
+        (150, (7, 14, 21), 28),
+        (128, (2, 6, 12), 32),
+        (64, (2, 6, 12), 32),
+    ],
+)
+def test_solved_ratio_meets_the_average_budget(budget: int, layers: tuple, depth: int) -> None:
+    tokens = 576
+    ratio = solve_ratio(budget, tokens, layers, depth)
+    assert 0 < ratio < 1
+    assert layer_average(ratio, layers, depth, tokens) == pytest.approx(budget, abs=1e-6)
+    # With whole tokens at each stage the layer average is within one token of the budget.
+    counts = [tokens] + [stage_count(tokens, ratio, s + 1) for s in range(len(layers))]
+    bounds = (0, *layers, depth)
+    average = sum(c * (bounds[s + 1] - bounds[s]) for s, c in enumerate(counts)) / depth
+    assert abs(average - budget) <= 1.0
+
+
+def test_solved_schedule_runs_through_the_stages() -> None:
+    bank = SignalBank(images=2, grid=(24, 24), text_lengths=(4, 2))
+    config = PDropConfig(keep=192)
+    outcome = run_method(config, bank, num_layers=32)
+    ratio = solve_ratio(192, 576, (8, 16, 24), 32)
+    assert outcome.stage_sizes == [stage_count(576, ratio, s) for s in (1, 2, 3)]
+    average = (8 * 576 + 8 * sum(outcome.stage_sizes)) / 32
+    assert abs(average - 192) <= 1.0
+
+
+def test_budget_below_the_first_segment_warns_and_keeps_one_token() -> None:
+    with pytest.warns(UserWarning, match="pdrop"):
+        assert solve_ratio(128, 576, (8, 16, 24), 32) == 0.0  # 8 of 32 layers at 576 already average 144
+    bank = SignalBank(images=1, grid=(24, 24), text_lengths=(3,))
+    outcome = run_method(PDropConfig(keep=128), bank, num_layers=32)
+    assert outcome.stage_sizes == [1, 1, 1]
+
+
+def test_keep_everything_solves_to_no_dropping() -> None:
+    assert solve_ratio(576, 576, (8, 16, 24), 32) == 1.0
+
+
+def test_each_stage_ranks_by_its_own_layer_attention() -> None:
+    bank = SignalBank(images=2, grid=(4, 6), text_lengths=(3, 2), seed=11)
+    config = PDropConfig(keep=12, ratio=0.5)
+    outcome = run_method(config, bank, num_layers=32)
+    for i in range(2):
+        alive = torch.arange(24)
+        for layer, count in zip((8, 16, 24), (12, 6, 3), strict=True):
+            attention = bank[f"attn_last@llm:{layer}"][i, alive]
+            alive = alive[attention.topk(count).indices].sort().values
+        assert torch.equal(outcome.keep[i], alive)

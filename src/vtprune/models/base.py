@@ -9,7 +9,7 @@ decides what to keep.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import nn
@@ -18,6 +18,7 @@ from ..runtime.attention_rows import AttentionParts, attention_rows
 from ..runtime.compaction import Compaction
 from ..runtime.layout import ImageGroup, ImageLayout
 from ..runtime.level import Level
+from ..runtime.vision import VISION_SIGNALS, VisionCall
 from ..signals import parse_signal
 
 
@@ -77,6 +78,24 @@ class ModelAdapter:
     def vision_call(self, args: tuple, kwargs: dict) -> Any:
         """What to remember of one call of the vision tower (default: nothing)."""
         return None
+
+    def install_vision_capture(self, record: Callable[[str, Any], None]) -> list[Any]:
+        """Hooks inside the vision tower that ``record(name, value)`` what the vision
+        signals are computed from. Returns the hook handles."""
+        return []
+
+    def match_vision_call(self, forward: Forward, layout: ImageLayout) -> VisionCall | None:
+        """The recorded vision call that produced this forward's images (the latest one
+        with as many images)."""
+        for call in reversed(forward.vision_calls):
+            if isinstance(call, VisionCall) and call.info == layout.num_images:
+                return call
+        return None
+
+    def vision_signal(self, name: str, call: VisionCall) -> torch.Tensor:
+        """Signal ``name`` for every image of a vision call: (images, N[, D]) over each
+        image's full token grid."""
+        raise KeyError(f"signal {name!r} is not provided by the {self.family} adapter")
 
     @property
     def num_layers(self) -> int:
@@ -187,6 +206,17 @@ class ModelAdapter:
             return embeds if name == "text_embeds" else mask
         if name == "text_relevance":
             return self._text_relevance(level, group)
+        if name in VISION_SIGNALS:
+            if level.vision is None:
+                raise RuntimeError(
+                    f"signal {name!r}: the vision tower's run for these images was not recorded "
+                    "(were the image features computed before pruning was enabled?)"
+                )
+            if name not in level.vision.cache:
+                level.vision.cache[name] = self.vision_signal(name, level.vision)
+            full = level.vision.cache[name][list(group.images)]
+            index = group.token_index if full.dim() == 2 else group.token_index[..., None].expand(-1, -1, full.shape[-1])
+            return full.gather(1, index)
         raise KeyError(f"signal {name!r} is not provided by the {self.family} adapter")
 
     def _llm_signal(self, base: str, layer: int, level: Level, group: ImageGroup) -> torch.Tensor:

@@ -7,10 +7,13 @@ for LLaVA-1.5 at 336 px, patch 14), written in raster order where the prompt has
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import torch
 from torch import nn
 
 from ..runtime.layout import ImageLayout
+from ..runtime.vision import VisionCall
 from .base import Forward, ModelAdapter
 
 
@@ -18,6 +21,7 @@ class LlavaAdapter(ModelAdapter):
     family = "llava"
     model_classes = ("LlavaForConditionalGeneration", "LlavaModel")
     position_rows = 1
+    signals = ModelAdapter.signals | {"vision_saliency", "vision_keys", "vision_features"}
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
@@ -34,6 +38,49 @@ class LlavaAdapter(ModelAdapter):
     @property
     def vision_module(self) -> nn.Module:
         return self.core.vision_tower
+
+    def vision_call(self, args: tuple, kwargs: dict) -> Any:
+        pixel_values = args[0] if args else kwargs.get("pixel_values")
+        return None if pixel_values is None else int(pixel_values.shape[0])  # images in the call
+
+    def _feature_layer(self) -> nn.Module:
+        """The encoder layer whose output LLaVA feeds the projector."""
+        index = self.config.vision_feature_layer
+        tower = self.core.vision_tower
+        layers = getattr(tower, "vision_model", tower).encoder.layers  # nested in older releases
+        if not isinstance(index, int):
+            raise ValueError(f"vision signals need one vision_feature_layer; this model reads {index}")
+        # hidden_states[0] is the embedding output; hidden_states[j] the output of layer j - 1.
+        position = index if index >= 0 else len(layers) + 1 + index
+        if not 1 <= position <= len(layers):
+            raise ValueError(f"vision_feature_layer={index} is not an encoder layer's output")
+        return layers[position - 1]
+
+    def install_vision_capture(self, record: Callable[[str, Any], None]) -> list[Any]:
+        layer = self._feature_layer()
+        return [
+            layer.register_forward_pre_hook(lambda m, args: record("layer_in", args[0])),
+            layer.self_attn.k_proj.register_forward_hook(lambda m, args, out: record("keys", out)),
+            layer.register_forward_hook(lambda m, args, out: record("layer_out", out[0] if isinstance(out, tuple) else out)),
+        ]
+
+    def vision_signal(self, name: str, call: VisionCall) -> torch.Tensor:
+        """Signals of the layer LLaVA reads; its first token is CLS, the rest the grid."""
+        captures = call.captures
+        if name == "vision_features":
+            return captures["layer_out"][:, 1:]
+        if name == "vision_keys":
+            return captures["keys"][:, 1:]
+        # vision_saliency: the CLS token's attention row in that layer, heads averaged,
+        # recomputed from the layer's input and keys (no eager attention needed).
+        layer = self._feature_layer()
+        attn = layer.self_attn
+        hidden, keys = captures["layer_in"], captures["keys"]
+        images, tokens, _ = keys.shape
+        query = attn.q_proj(layer.layer_norm1(hidden[:, :1])).view(images, 1, attn.num_heads, attn.head_dim)
+        keys = keys.view(images, tokens, attn.num_heads, attn.head_dim)
+        scores = torch.einsum("iqhd,ikhd->ihqk", query.float(), keys.float()) * attn.scale
+        return torch.softmax(scores, dim=-1).mean(dim=1)[:, 0, 1:]
 
     def layout(self, forward: Forward) -> ImageLayout | None:
         if not forward.has_image_features:

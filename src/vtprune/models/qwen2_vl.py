@@ -11,13 +11,14 @@ text after it resumes at s + max(h, w) / 2. Video tokens are never pruned.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from ..runtime.compaction import Compaction
 from ..runtime.layout import ImageLayout
+from ..runtime.vision import VisionCall
 from .base import Forward, ModelAdapter
 
 
@@ -30,6 +31,7 @@ class Qwen2VLAdapter(ModelAdapter):
         "Qwen2_5_VLModel",
     )
     position_rows = 3
+    signals = ModelAdapter.signals | {"vision_saliency", "vision_keys"}
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
@@ -42,6 +44,64 @@ class Qwen2VLAdapter(ModelAdapter):
     def vision_call(self, args: tuple, kwargs: dict) -> Any:
         grid_thw = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
         return None if grid_thw is None else self._grids(grid_thw)
+
+    def install_vision_capture(self, record: Callable[[str, Any], None]) -> list[Any]:
+        visual = self.core.visual
+        attn = visual.blocks[-1].attn
+
+        def grids(module: Any, args: tuple, kwargs: dict) -> None:
+            record("grid_thw", kwargs.get("grid_thw", args[1] if len(args) > 1 else None))
+
+        def attention_input(module: Any, args: tuple, kwargs: dict) -> None:
+            record("cu_seqlens", kwargs.get("cu_seqlens", args[1] if len(args) > 1 else None))
+            record("rope", kwargs["position_embeddings"])
+
+        return [
+            visual.register_forward_pre_hook(grids, with_kwargs=True),
+            attn.register_forward_pre_hook(attention_input, with_kwargs=True),
+            attn.qkv.register_forward_hook(lambda m, args, out: record("qkv", out)),
+        ]
+
+    def vision_signal(self, name: str, call: VisionCall) -> torch.Tensor:
+        """Signals of the vision tower's last block, per LLM token: the mean over its
+        2x2 merged patches, in the image's raster order. Qwen's ViT has no CLS token, so
+        saliency is the mean attention each patch receives (heads averaged)."""
+        visual = self.core.visual
+        attn = visual.blocks[-1].attn
+        captures = call.captures
+        qkv = captures["qkv"]
+        patches = qkv.shape[0]
+        heads = attn.num_heads
+        head_dim = qkv.shape[1] // (3 * heads)
+        q, k, _ = qkv.view(patches, 3, heads, head_dim).float().unbind(1)
+        if name == "vision_keys":
+            per_patch = k.reshape(patches, heads * head_dim)
+        else:
+            per_patch = _attention_received(q, k, captures["rope"], captures["cu_seqlens"], attn.scaling)[:, None]
+        unit = self.merge**2
+        per_token = per_patch.view(patches // unit, unit, -1).mean(1)  # the merger's groups of patches
+        per_token = self._window_order_undone(per_token, captures["grid_thw"])
+        grid_thw = captures["grid_thw"].tolist()
+        split = per_token.split([t * h * w // unit for t, h, w in grid_thw])
+        padded = torch.nn.utils.rnn.pad_sequence(list(split), batch_first=True)  # images of different sizes
+        return padded[..., 0] if name == "vision_saliency" else padded
+
+    def _window_order_undone(self, per_token: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
+        """Qwen2.5-VL's ViT runs on tokens reordered into attention windows; undo that."""
+        visual = self.core.visual
+        if not hasattr(visual, "fullatt_block_indexes"):
+            return per_token  # Qwen2-VL: no windows, raster order throughout
+        if hasattr(visual, "get_window_index"):  # older releases
+            window_index, _ = visual.get_window_index(grid_thw)
+        else:
+            from transformers.vision_utils import get_vision_window_index
+
+            window_index, _ = get_vision_window_index(
+                grid_thw, visual.spatial_merge_size, visual.window_size, visual.patch_size
+            )
+        natural = torch.empty_like(per_token)
+        natural[window_index.to(per_token.device)] = per_token
+        return natural
 
     def _grids(self, grid_thw: torch.Tensor) -> list[tuple[int, int]]:
         return [(t * (h // self.merge), w // self.merge) for t, h, w in grid_thw.tolist()]
@@ -57,7 +117,8 @@ class Qwen2VLAdapter(ModelAdapter):
             # take them from the vision tower call that produced these features.
             counts = [len(f) for f in forward.encoded_images]
             grids = next(
-                (g for g in reversed(forward.vision_calls) if g and [r * c for r, c in g] == counts), None
+                (c.info for c in reversed(forward.vision_calls) if c.info and [r * w for r, w in c.info] == counts),
+                None,
             )
             if grids is None:
                 raise RuntimeError(
@@ -67,6 +128,12 @@ class Qwen2VLAdapter(ModelAdapter):
         if not grids:
             return None
         return ImageLayout(self.image_token_mask(forward), tuple(r * c for r, c in grids), tuple(grids))
+
+    def match_vision_call(self, forward: Forward, layout: ImageLayout) -> VisionCall | None:
+        for call in reversed(forward.vision_calls):
+            if call.info and tuple(call.info) == layout.grids:
+                return call
+        return None
 
     def compact_positions(
         self, positions: torch.Tensor, mask: torch.Tensor, forward: Forward, compaction: Compaction
@@ -134,3 +201,27 @@ class Qwen2VLAdapter(ModelAdapter):
             text_rows = super().compact_positions(positions[0], mask, forward, compaction)
             compact = torch.cat((text_rows[None], compact))
         return compact
+
+
+def _attention_received(
+    q: torch.Tensor, k: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cu_seqlens: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """Mean attention each patch receives within its attention segment (an image), over
+    all queries and heads. Queries go in chunks so memory stays O(chunk x patches)."""
+    cos, sin = (t.float()[:, None, :] for t in rope)
+    q = q * cos + _rotate_half(q) * sin
+    k = k * cos + _rotate_half(k) * sin
+    received = torch.zeros(q.shape[0], device=q.device)
+    bounds = cu_seqlens.tolist()
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        keys = k[start:end]
+        for chunk in range(start, end, 1024):
+            scores = torch.einsum("qhd,khd->hqk", q[chunk : min(chunk + 1024, end)], keys) * scale
+            received[start:end] += torch.softmax(scores, dim=-1).sum(dim=(0, 1))
+        received[start:end] /= (end - start) * q.shape[1]
+    return received
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)

@@ -15,6 +15,7 @@ from torch import nn
 
 from .compaction import Compaction
 from .layout import ImageLayout
+from .vision import VisionCall
 
 
 @dataclass
@@ -48,6 +49,7 @@ class Level:
     attention_mask: torch.Tensor | None
     input_embeds: torch.Tensor  # (B, L0, D) the language model's input (merged features written in)
     capture: LayerCapture | None = None
+    vision: "VisionCall | None" = None  # the vision tower's run that produced the images
     _cache: dict = field(default_factory=dict)
 
     @classmethod
@@ -127,4 +129,5 @@ class Level:
             self.grids,
             mask,
             self.input_embeds if input_embeds is None else input_embeds,
+            vision=self.vision,
         )

@@ -30,6 +30,7 @@ from .level import Level
 from .record import PruneRecord
 from .replay import PromptMemory, StageKeep
 from .selection import GroupResult, run_stages
+from .vision import VISION_SIGNALS, VisionCall
 
 if TYPE_CHECKING:
     from ..config import PruneConfig
@@ -107,6 +108,7 @@ class PruningSession:
         self.adapter = adapter
         self.config = config
         self.pre_llm = [s for s in stages if s.layer is None]
+        self._needs_vision = any(name in VISION_SIGNALS for stage in stages for name in stage.needs)
         inside = [s for s in stages if s.layer is not None]
         self.layer_stages = LayerStages(adapter, config, inside) if inside else None
         self.enabled = True
@@ -115,13 +117,14 @@ class PruningSession:
         self._state: SequenceState | None = None
         self._memory: PromptMemory | None = None
         self._signature = inspect.signature(adapter.core.forward)
-        self._vision_calls: deque[Any] = deque(maxlen=8)
+        self._vision_calls: deque[VisionCall] = deque(maxlen=4)
         self._handles: list[Any] = []
 
     # -- lifecycle ----------------------------------------------------------------------
     def install(self) -> None:
         self._handles = [
             self.adapter.vision_module.register_forward_pre_hook(self._before_vision, with_kwargs=True),
+            *(self.adapter.install_vision_capture(self._record_vision) if self._needs_vision else ()),
             self.adapter.core.register_forward_pre_hook(self._before_core, with_kwargs=True),
             self.adapter.language_model.register_forward_pre_hook(self._before_language_model, with_kwargs=True),
         ]
@@ -155,7 +158,12 @@ class PruningSession:
     # -- hook on the vision tower ----------------------------------------------------------
     def _before_vision(self, module: Any, args: tuple, kwargs: dict) -> None:
         if self.enabled:
-            self._vision_calls.append(self.adapter.vision_call(args, kwargs))
+            self._vision_calls.append(VisionCall(self.adapter.vision_call(args, kwargs)))
+
+    def _record_vision(self, name: str, value: Any) -> None:
+        """Called by the adapter's hooks inside the vision tower during a call."""
+        if self.enabled and self._vision_calls:
+            self._vision_calls[-1].captures[name] = value
 
     # -- hook on the multimodal core ------------------------------------------------------
     def _before_core(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
@@ -198,6 +206,7 @@ class PruningSession:
         length = embeds.shape[1]
 
         forward.inputs_embeds = embeds
+        forward.vision_calls = tuple(self._vision_calls)  # including a run inside this forward
         forward.attention_mask = mask[:, -length:] if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
         layout = self.adapter.layout(forward)
         if layout is None and state is None:
@@ -265,6 +274,7 @@ class PruningSession:
         positions = positions.expand(*positions.shape[:-2], batch, length)
 
         level = Level.at_input(forward.layout, embeds, forward.attention_mask)
+        level.vision = self.adapter.match_vision_call(forward, forward.layout)
         memory, extra = self._replayable(forward, level) if past_len == 0 else (None, 0)
         if memory is not None:
             first = memory.stages[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import warnings
 from typing import Any, Iterator
 
 import torch
@@ -14,6 +15,7 @@ from .models import adapter_for
 from .registry import Method, all_methods, get_method, method_for_config, method_names
 from .runtime.record import PruneStats
 from .runtime.session import PruningSession
+from .runtime.text_tower import TextTower
 
 _ATTRIBUTE = "_vtprune_handle"  # set on the model's multimodal core while pruning is on
 
@@ -97,6 +99,7 @@ def prune(model: nn.Module, method: str | PruneConfig, **config: Any) -> PruneHa
     adapter = adapter_for(model)
     stages = spec.stages(cfg, adapter.num_layers)
     adapter.check_stages(stages)
+    _attach_text_tower(model, adapter, cfg, stages)
 
     previous = getattr(adapter.core, _ATTRIBUTE, None)
     if previous is not None:
@@ -106,6 +109,33 @@ def prune(model: nn.Module, method: str | PruneConfig, **config: Any) -> PruneHa
     handle = PruneHandle(model, spec, cfg, session)
     setattr(adapter.core, _ATTRIBUTE, handle)
     return handle
+
+
+def _attach_text_tower(model: nn.Module, adapter, config: PruneConfig, stages: list) -> None:
+    """Load the CLIP text tower a config names, for stages that score text relevance."""
+    if not any("text_relevance" in stage.needs for stage in stages):
+        return
+    path = getattr(config, "text_tower", None)
+    if path is None:
+        warnings.warn(
+            f"{config.method}: no text_tower given, so text relevance falls back to the language model's "
+            "input embeddings (cosine of each visual token with the mean embedding of the prompt). Pass "
+            "text_tower=<CLIP checkpoint matching the vision tower> for relevance in CLIP space.",
+            stacklevel=3,
+        )
+        return
+    adapter.check_text_tower()
+    source = getattr(model, "name_or_path", "") or getattr(adapter.core.config, "_name_or_path", "")
+    if not source:
+        raise ValueError(
+            "text_tower: the prompt is decoded with the language model's tokenizer, found through the "
+            "model's name_or_path; load the model with from_pretrained (or set model.config._name_or_path)"
+        )
+    parameter = next(model.parameters())
+    try:
+        adapter.text_tower = TextTower.load(path, source, parameter.device, parameter.dtype)
+    except OSError as error:
+        raise ValueError(f"text_tower={path!r} (with the tokenizer of {source!r}) could not be loaded: {error}") from error
 
 
 def active_handle(model: nn.Module) -> PruneHandle | None:

@@ -18,6 +18,7 @@ from ..runtime.attention_rows import AttentionParts, attention_rows
 from ..runtime.compaction import Compaction
 from ..runtime.layout import ImageGroup, ImageLayout
 from ..runtime.level import Level
+from ..runtime.text_tower import TextTower
 from ..runtime.vision import VISION_SIGNALS, VisionCall
 from ..signals import parse_signal
 
@@ -60,6 +61,7 @@ class ModelAdapter:
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
+        self.text_tower: TextTower | None = None  # set when a method scores relevance in CLIP space
         self.core: nn.Module = model.model if hasattr(model, "model") and hasattr(model.model, "language_model") else model
         self.language_model: nn.Module = self.core.language_model
         self.config = self.core.config
@@ -83,6 +85,10 @@ class ModelAdapter:
         """Hooks inside the vision tower that ``record(name, value)`` what the vision
         signals are computed from. Returns the hook handles."""
         return []
+
+    def captures_vision(self, needs: set[str]) -> bool:
+        """Whether signals in ``needs`` are computed from inside the vision tower."""
+        return bool(needs & VISION_SIGNALS) or ("text_relevance" in needs and self.text_tower is not None)
 
     def match_vision_call(self, forward: Forward, layout: ImageLayout) -> VisionCall | None:
         """The recorded vision call that produced this forward's images (the latest one
@@ -266,9 +272,32 @@ class ModelAdapter:
         group.cache["instruction"] = result
         return result
 
+    def check_text_tower(self) -> None:
+        """Raise if this family's vision tower has no CLIP text counterpart."""
+        raise ValueError(
+            f"text_tower: the {self.family} adapter's vision tower is not CLIP; text relevance is computed "
+            "from the language model's input embeddings, leave text_tower unset"
+        )
+
+    def _clip_relevance(self, level: Level, group: ImageGroup) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _instruction_ids(self, level: Level, group: ImageGroup) -> list[list[int]]:
+        """Token ids of each image's instruction (see ``_instruction``), on the host."""
+        if level.input_ids is None:
+            raise RuntimeError("relevance in CLIP space needs the prompt as input_ids, not inputs_embeds")
+        order, _, mask = self._instruction(level, group)
+        length = level.image.shape[1]
+        sample = torch.div(group.positions[:, 0], length, rounding_mode="floor")
+        ids = level.input_ids[sample[:, None], order]
+        return [row[keep].tolist() for row, keep in zip(ids, mask)]
+
     def _text_relevance(self, level: Level, group: ImageGroup) -> torch.Tensor:
-        """Cosine between each token and the mean of its prompt's instruction tokens,
-        in the LLM input space (the fallback when no CLIP text tower is attached)."""
+        """Cosine between each token and the prompt: in CLIP space with a text tower, else
+        between the token's LLM-input features and the mean of its prompt's instruction
+        tokens (the fallback)."""
+        if self.text_tower is not None:
+            return self._clip_relevance(level, group)
         _, text, mask = self._instruction(level, group)
         query = text.sum(1) / mask.sum(1, keepdim=True).clamp(min=1).to(text.dtype)
         visual = _rows(level.embeds, group.positions)

@@ -46,8 +46,7 @@ class LlavaAdapter(ModelAdapter):
     def _feature_layer(self) -> nn.Module:
         """The encoder layer whose output LLaVA feeds the projector."""
         index = self.config.vision_feature_layer
-        tower = self.core.vision_tower
-        layers = getattr(tower, "vision_model", tower).encoder.layers  # nested in older releases
+        layers = self._encoder_layers()
         if not isinstance(index, int):
             raise ValueError(f"vision signals need one vision_feature_layer; this model reads {index}")
         # hidden_states[0] is the embedding output; hidden_states[j] the output of layer j - 1.
@@ -56,13 +55,36 @@ class LlavaAdapter(ModelAdapter):
             raise ValueError(f"vision_feature_layer={index} is not an encoder layer's output")
         return layers[position - 1]
 
+    def _encoder_layers(self) -> nn.ModuleList:
+        tower = self.core.vision_tower
+        return getattr(tower, "vision_model", tower).encoder.layers  # nested in older releases
+
     def install_vision_capture(self, record: Callable[[str, Any], None]) -> list[Any]:
         layer = self._feature_layer()
+        first = lambda out: out[0] if isinstance(out, tuple) else out  # noqa: E731
         return [
             layer.register_forward_pre_hook(lambda m, args: record("layer_in", args[0])),
             layer.self_attn.k_proj.register_forward_hook(lambda m, args, out: record("keys", out)),
-            layer.register_forward_hook(lambda m, args, out: record("layer_out", out[0] if isinstance(out, tuple) else out)),
+            layer.register_forward_hook(lambda m, args, out: record("layer_out", first(out))),
+            # The final layer's patches, which CLIP's projection head was trained on.
+            self._encoder_layers()[-1].register_forward_hook(lambda m, args, out: record("last_out", first(out))),
         ]
+
+    def check_text_tower(self) -> None:
+        """CLIP towers have a text counterpart: nothing to refuse."""
+
+    def _clip_relevance(self, level, group) -> torch.Tensor:
+        """Cosine, in CLIP space, between each patch of the vision tower's final layer
+        (post layer norm, projected) and the CLIP text embedding of the instruction."""
+        call, tower = level.vision, self.text_tower
+        if "clip_image" not in call.cache:
+            tower_module = self.core.vision_tower
+            post_ln = getattr(tower_module, "vision_model", tower_module).post_layernorm
+            call.cache["clip_image"] = tower.image_embeddings(post_ln(call.captures["last_out"][:, 1:]))
+        patches = call.cache["clip_image"][list(group.images)]
+        patches = patches.gather(1, group.token_index[..., None].expand(-1, -1, patches.shape[-1]))
+        text = tower.text_embeddings(self._instruction_ids(level, group)).to(patches.device)
+        return (patches * text[:, None, :]).sum(-1)
 
     def vision_signal(self, name: str, call: VisionCall) -> torch.Tensor:
         """Signals of the layer LLaVA reads; its first token is CLS, the rest the grid."""

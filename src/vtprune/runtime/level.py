@@ -48,12 +48,19 @@ class Level:
     grids: tuple[tuple[int, int], ...]
     attention_mask: torch.Tensor | None
     input_embeds: torch.Tensor  # (B, L0, D) the language model's input (merged features written in)
+    input_ids: torch.Tensor | None = None  # (B, L0) its token ids, when the prompt came as ids
     capture: LayerCapture | None = None
     vision: "VisionCall | None" = None  # the vision tower's run that produced the images
     _cache: dict = field(default_factory=dict)
 
     @classmethod
-    def at_input(cls, layout: ImageLayout, embeds: torch.Tensor, attention_mask: torch.Tensor | None) -> "Level":
+    def at_input(
+        cls,
+        layout: ImageLayout,
+        embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        input_ids: torch.Tensor | None = None,
+    ) -> "Level":
         """The level of a language model input whose images are described by ``layout``."""
         batch, length = layout.token_mask.shape
         device = embeds.device
@@ -67,7 +74,7 @@ class Level:
         origin = torch.arange(length, device=device).expand(batch, length)
         return cls(
             image.view(batch, length), token.view(batch, length), origin, layout.counts, layout.grids,
-            attention_mask, embeds,
+            attention_mask, embeds, input_ids,
         )
 
     @property
@@ -129,5 +136,6 @@ class Level:
             self.grids,
             mask,
             self.input_embeds if input_embeds is None else input_embeds,
+            self.input_ids if input_embeds is None or self.input_ids is None else compaction.gather(self.input_ids, -1),
             vision=self.vision,
         )

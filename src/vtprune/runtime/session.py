@@ -30,7 +30,7 @@ from .level import Level
 from .record import PruneRecord
 from .replay import PromptMemory, StageKeep
 from .selection import GroupResult, run_stages
-from .vision import VISION_SIGNALS, VisionCall
+from .vision import VisionCall
 
 if TYPE_CHECKING:
     from ..config import PruneConfig
@@ -108,7 +108,7 @@ class PruningSession:
         self.adapter = adapter
         self.config = config
         self.pre_llm = [s for s in stages if s.layer is None]
-        self._needs_vision = any(name in VISION_SIGNALS for stage in stages for name in stage.needs)
+        self._needs_vision = adapter.captures_vision({name for stage in stages for name in stage.needs})
         inside = [s for s in stages if s.layer is not None]
         self.layer_stages = LayerStages(adapter, config, inside) if inside else None
         self.enabled = True
@@ -273,7 +273,7 @@ class PruningSession:
             positions = self.adapter.default_positions(batch, length, before, device)
         positions = positions.expand(*positions.shape[:-2], batch, length)
 
-        level = Level.at_input(forward.layout, embeds, forward.attention_mask)
+        level = Level.at_input(forward.layout, embeds, forward.attention_mask, forward.core_inputs.get("input_ids"))
         level.vision = self.adapter.match_vision_call(forward, forward.layout)
         memory, extra = self._replayable(forward, level) if past_len == 0 else (None, 0)
         if memory is not None:

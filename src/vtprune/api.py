@@ -12,7 +12,7 @@ from torch import nn
 
 from .config import PruneConfig
 from .models import adapter_for
-from .registry import Method, all_methods, get_method, method_for_config, method_names
+from .registry import Method, ModelShape, all_methods, get_method, method_for_config, method_names
 from .runtime.record import PruneStats
 from .runtime.session import PruningSession
 from .runtime.text_tower import TextTower
@@ -97,6 +97,7 @@ def prune(model: nn.Module, method: str | PruneConfig, **config: Any) -> PruneHa
     """
     spec, cfg = _make_config(method, config)
     adapter = adapter_for(model)
+    cfg = spec.resolve(cfg, ModelShape(adapter.num_layers, adapter.image_tokens))
     stages = spec.stages(cfg, adapter.num_layers)
     adapter.check_stages(stages)
     _attach_text_tower(model, adapter, cfg, stages)

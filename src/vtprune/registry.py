@@ -62,6 +62,16 @@ class Stage:
 
 StagesFn = Callable[[PruneConfig, int], list[Stage]]
 
+
+class ModelShape(NamedTuple):
+    """What a method may know of the model when it is applied."""
+
+    num_layers: int  # decoder layers of the language model
+    image_tokens: int | None  # visual tokens per image when fixed (LLaVA-1.5: 576), else None
+
+
+PrepareFn = Callable[[PruneConfig, ModelShape], PruneConfig]
+
 DESCRIBE_LAYERS = 32  # the depth `describe` assumes (LLaVA-1.5-7B, Qwen2.5-VL-7B have 32 / 28)
 
 
@@ -76,10 +86,16 @@ class Method:
     stages: StagesFn
     paper: str
     summary: str
+    prepare: PrepareFn | None = None  # resolves config choices left to the model (or rejects them)
+
+    def resolve(self, config: PruneConfig, shape: ModelShape) -> PruneConfig:
+        """The config as it will run on a model of this shape (validated against it)."""
+        return config if self.prepare is None else self.prepare(config, shape)
 
     def describe(self) -> dict[str, object]:
         """Name, stage(s), needs and paper, with the default config's values."""
-        stages = self.stages(self.config(), DESCRIBE_LAYERS)
+        config = self.resolve(self.config(), ModelShape(DESCRIBE_LAYERS, 576))
+        stages = self.stages(config, DESCRIBE_LAYERS)
         return {
             "name": self.name,
             "stage": " -> ".join(s.where for s in stages),
@@ -100,6 +116,7 @@ def register(
     paper: str,
     summary: str,
     stages: StagesFn | None = None,
+    prepare: PrepareFn | None = None,
     where: str = PRE_LLM,
     needs: frozenset[str] | set[str] = frozenset(),
 ) -> Callable[[SelectFn], SelectFn]:
@@ -120,7 +137,7 @@ def register(
         else:
             single = Stage(where, fn, frozenset(needs))
             build = lambda cfg, num_layers: [single]  # noqa: E731 - fixed single stage
-        method = Method(name, config, build, paper, summary)
+        method = Method(name, config, build, paper, summary, prepare)
         if name in _METHODS and _METHODS[name].config is not config:
             raise ValueError(f"method name {name!r} is already registered")
         _METHODS[name] = method

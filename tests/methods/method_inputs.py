@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from vtprune.config import PruneConfig
-from vtprune.registry import Selection, method_for_config
+from vtprune.registry import ModelShape, Selection, method_for_config
 from vtprune.runtime.selection import check_selection
 from vtprune.signals import Signals, parse_signal
 
@@ -121,6 +121,11 @@ class Outcome:
     stage_sizes: list[int]  # tokens kept after each stage
 
 
+def resolved(config: PruneConfig, num_layers: int = 32, tokens: int | None = None) -> PruneConfig:
+    """The config as ``vtprune.prune`` applies it to a model of this depth and image size."""
+    return method_for_config(config).resolve(config, ModelShape(num_layers, tokens))
+
+
 def stage_needs(config: PruneConfig, num_layers: int = 32) -> list[set[str]]:
     """Per stage, the signals it declares plus the ``text_mask`` the runtime adds."""
     result = []
@@ -134,7 +139,7 @@ def stage_needs(config: PruneConfig, num_layers: int = 32) -> list[set[str]]:
 
 def draw_all(config: PruneConfig, bank: SignalBank, num_layers: int = 32) -> SignalBank:
     """Draw every signal ``config``'s stages read, so that ``bank.image(i)`` copies them."""
-    for names in stage_needs(config, num_layers):
+    for names in stage_needs(resolved(config, num_layers, bank.num_tokens), num_layers):
         for name in names:
             bank[name]
     return bank
@@ -142,6 +147,7 @@ def draw_all(config: PruneConfig, bank: SignalBank, num_layers: int = 32) -> Sig
 
 def run_method(config: PruneConfig, bank: SignalBank, num_layers: int = 32) -> Outcome:
     """Apply ``config``'s stages to ``bank``'s images as the runtime would."""
+    config = resolved(config, num_layers, bank.num_tokens)
     stages = method_for_config(config).stages(config, num_layers)
     n = bank.num_tokens
     token_index = torch.arange(n, device=bank.device).expand(bank.images, n)

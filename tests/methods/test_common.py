@@ -21,7 +21,7 @@ from vtprune.methods.visionzip import VisionZipConfig
 from vtprune.methods.zspaprune import ZSPAPruneConfig
 from vtprune.registry import get_method, method_for_config
 
-from .method_inputs import SignalBank, draw_all, run_method
+from .method_inputs import SignalBank, draw_all, run_method, resolved
 
 KEEP = 12  # of the bank's 6 x 8 = 48 tokens
 NUM_LAYERS = 32
@@ -59,7 +59,7 @@ def expected_sizes(config: PruneConfig, n: int) -> list[int]:
     if isinstance(config, STSConfig):
         return [min(n, round(config.pool_factor * budget)), budget]
     if isinstance(config, PDropConfig):
-        layers = scaled_layers(config.layers, NUM_LAYERS)
+        layers = scaled_layers(resolved(config, NUM_LAYERS, n).layers, NUM_LAYERS)
         ratio = config.ratio if config.ratio is not None else solve_ratio(budget, n, layers, NUM_LAYERS)
         return [stage_count(n, ratio, s + 1) for s in range(len(layers))]
     return [budget]
@@ -135,6 +135,12 @@ def test_keep_everything_is_the_identity(config: PruneConfig) -> None:
 @pytest.mark.parametrize("config", CONFIGS, ids=config_id)
 def test_one_token_budget(config: PruneConfig) -> None:
     one = type(config).from_dict({**config.to_dict(), "keep": 1})
+    if isinstance(one, PDropConfig) and one.ratio is None:
+        # The first stage follows at least one layer that sees every token: no PDrop
+        # schedule averages a single token over the layers.
+        with pytest.raises(ValueError, match="keep=1"):
+            run_method(one, SignalBank(seed=9), NUM_LAYERS)
+        return
     outcome = run_method(one, SignalBank(seed=9), NUM_LAYERS)
     assert outcome.keep.shape == (3, expected_sizes(one, 48)[-1])
 

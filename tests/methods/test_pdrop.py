@@ -4,7 +4,7 @@ import torch
 from vtprune.methods.pdrop import PDropConfig, layer_average, scaled_layers, solve_ratio, stage_count
 from vtprune.registry import get_method
 
-from .method_inputs import SignalBank, run_method
+from .method_inputs import SignalBank, resolved, run_method
 
 
 def test_stage_layers_scale_with_the_model_depth() -> None:
@@ -48,7 +48,7 @@ def test_solved_ratio_meets_the_average_budget(budget: int, layers: tuple, depth
 
 def test_solved_schedule_runs_through_the_stages() -> None:
     bank = SignalBank(images=2, grid=(24, 24), text_lengths=(4, 2))
-    config = PDropConfig(keep=192)
+    config = PDropConfig(keep=192, layers=(8, 16, 24))
     outcome = run_method(config, bank, num_layers=32)
     ratio = solve_ratio(192, 576, (8, 16, 24), 32)
     assert outcome.stage_sizes == [stage_count(576, ratio, s) for s in (1, 2, 3)]
@@ -56,12 +56,29 @@ def test_solved_schedule_runs_through_the_stages() -> None:
     assert abs(average - 192) <= 1.0
 
 
-def test_budget_below_the_first_segment_warns_and_keeps_one_token() -> None:
-    with pytest.warns(UserWarning, match="pdrop"):
-        assert solve_ratio(128, 576, (8, 16, 24), 32) == 0.0  # 8 of 32 layers at 576 already average 144
+def test_explicit_layers_that_cannot_meet_the_budget_are_an_error() -> None:
+    with pytest.raises(ValueError, match="keep=128"):
+        solve_ratio(128, 576, (8, 16, 24), 32)  # 8 of 32 layers at 576 already average 144
+    for keep in (128, 0.222):
+        with pytest.raises(ValueError, match="cannot be met with layers=\\[8, 16, 24\\]"):
+            resolved(PDropConfig(keep=keep, layers=(8, 16, 24)), 32, 576)
+    # A fixed ratio ignores keep: nothing to meet.
+    assert resolved(PDropConfig(keep=0.1, layers=(8, 16, 24), ratio=0.5), 32, 576).layers == (8, 16, 24)
+
+
+@pytest.mark.parametrize(
+    "keep, layers",
+    [(0.5, (8, 16, 24)), (0.333, (5, 11, 16)), (0.222, (4, 7, 11)), (128, (4, 7, 11)), (0.111, (2, 4, 5))],
+)
+def test_unset_layers_move_earlier_when_the_first_segment_would_cost_over_half(keep, layers) -> None:
+    config = resolved(PDropConfig(keep=keep), 32, 576)
+    assert config.layers == layers
     bank = SignalBank(images=1, grid=(24, 24), text_lengths=(3,))
-    outcome = run_method(PDropConfig(keep=128), bank, num_layers=32)
-    assert outcome.stage_sizes == [1, 1, 1]
+    sizes = run_method(PDropConfig(keep=keep), bank, num_layers=32).stage_sizes
+    bounds = (0, *layers, 32)
+    counts = [576, *sizes]
+    average = sum(c * (bounds[s + 1] - bounds[s]) for s, c in enumerate(counts)) / 32
+    assert abs(average - PDropConfig(keep=keep).budget(576)) <= 1.0
 
 
 def test_keep_everything_solves_to_no_dropping() -> None:

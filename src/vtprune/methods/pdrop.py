@@ -12,17 +12,23 @@ falls like a pyramid (100%, lambda, lambda^2, lambda^3 of the image's tokens).
 lambda is solved so that the visual tokens averaged over all decoder layers equal the
 budget, which makes PDrop comparable with methods that prune once. With a fixed
 ``ratio`` (0.5 in the paper) the schedule ignores ``keep``. Stage layers are given for
-a 32-layer model and scaled to the model's depth. Nothing is rebuilt; the solved
-lambda is this library's way of meeting a budget (the paper tunes lambda by hand).
-A budget below what the first segment alone costs (a quarter of the tokens with the
-default layers) cannot be met: lambda is then 0 (one token per image goes on) and a
-warning says so.
+a 32-layer model and scaled to the model's depth.
+
+The paper's layers 8/16/24 make the first quarter of the layers see every token, so
+they cannot average fewer than a quarter of the tokens (128 or 64 of 576). With
+``layers=None`` (the default) the paper's stages are scaled earlier in proportion
+whenever the first segment would cost more than half the budget (at keep 0.5 and above
+they are the paper's; at 0.222 they follow layers 4, 7, 11 of 32); the handle's config
+shows the layers used. Layers given
+explicitly are used as they are, and a budget they cannot meet is an error. Rebuilt:
+the solved lambda and the earlier layers are this library's way of meeting a budget
+(the paper tunes both by hand).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
@@ -30,7 +36,7 @@ from functools import lru_cache, partial
 import torch
 
 from ..config import PruneConfig, help_field
-from ..registry import Stage, register
+from ..registry import ModelShape, Stage, register
 from ..signals import Signals
 from .scoring import round_half_up
 from .validation import require_real
@@ -43,10 +49,11 @@ class PDropConfig(PruneConfig):
     """Rank-and-drop at several depths of the language model, by last-token attention."""
 
     method = "pdrop"
-    layers: Sequence[int] = help_field(
-        (8, 16, 24),
-        f"Stage depths for a {REFERENCE_DEPTH}-layer model (after layers 8, 16, 24), scaled "
-        "to the model's depth; strictly increasing ints in [1, 32].",
+    layers: Sequence[int] | None = help_field(
+        None,
+        f"Stage depths for a {REFERENCE_DEPTH}-layer model, scaled to the model's depth; strictly "
+        "increasing ints in [1, 32]. None: the paper's (8, 16, 24), scaled earlier in proportion when "
+        "the first segment would cost over half the budget (the applied config shows the layers used).",
     )
     ratio: float | None = help_field(
         None,
@@ -56,7 +63,11 @@ class PDropConfig(PruneConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        accepted = f"a non-empty, strictly increasing sequence of ints in [1, {REFERENCE_DEPTH}]"
+        if self.ratio is not None:
+            self.ratio = require_real("ratio", self.ratio, low=0.0, high=1.0, low_open=True)
+        if self.layers is None:
+            return
+        accepted = f"None or a non-empty, strictly increasing sequence of ints in [1, {REFERENCE_DEPTH}]"
         layers = self.layers
         if (
             isinstance(layers, (str, bytes))
@@ -69,8 +80,47 @@ class PDropConfig(PruneConfig):
         if not layers or not increasing or layers[0] < 1 or layers[-1] > REFERENCE_DEPTH:
             raise ValueError(f"layers must be {accepted}; got {list(layers)}")
         self.layers = layers
-        if self.ratio is not None:
-            self.ratio = require_real("ratio", self.ratio, low=0.0, high=1.0, low_open=True)
+
+
+PAPER_LAYERS = (8, 16, 24)
+
+
+def prepare_pdrop(config: PDropConfig, shape: ModelShape) -> PDropConfig:
+    """Choose the layers when left to the model; reject a budget the layers cannot meet."""
+    share = budget_share(config.keep, shape.image_tokens)
+    solving = config.ratio is None and share is not None and share < 1.0
+    if config.layers is None:
+        layers = PAPER_LAYERS
+        if solving:
+            # Move the stages earlier until the first segment costs at most half the budget.
+            factor = min(1.0, share / (2 * PAPER_LAYERS[0] / REFERENCE_DEPTH))
+            layers = _increasing([max(1, round_half_up(layer * factor)) for layer in PAPER_LAYERS])
+        config = dataclasses.replace(config, layers=layers)
+    if solving:
+        first = scaled_layers(config.layers, shape.num_layers)[0]
+        if share <= first / shape.num_layers:
+            raise ValueError(
+                f"pdrop: keep={config.keep} (visual tokens averaged over the layers) cannot be met with "
+                f"layers={list(config.layers)}: the first {first} of {shape.num_layers} layers see every token, "
+                f"so the average is at least {first / shape.num_layers:.3f} of them. Accepted: a keep above that, "
+                "earlier layers, layers=None (chosen for the budget), or a fixed ratio"
+            )
+    return config
+
+
+def budget_share(keep: int | float, image_tokens: int | None) -> float | None:
+    """The budget as a share of an image's tokens, when it is known before any image."""
+    if isinstance(keep, float):
+        return keep
+    return None if not image_tokens else min(1.0, keep / image_tokens)
+
+
+def _increasing(layers: list[int]) -> tuple[int, ...]:
+    """Make rounded layers strictly increasing (the later ones move up when they collide)."""
+    out: list[int] = []
+    for layer in layers:
+        out.append(max(layer, out[-1] + 1) if out else layer)
+    return tuple(out)
 
 
 def scaled_layers(layers: Sequence[int], num_layers: int) -> tuple[int, ...]:
@@ -97,12 +147,11 @@ def solve_ratio(budget: int, tokens: int, layers: tuple[int, ...], num_layers: i
     if budget >= tokens:
         return 1.0
     if layer_average(0.0, layers, num_layers, tokens) >= budget:
-        warnings.warn(
-            f"pdrop: a budget of {budget} of {tokens} tokens averaged over {num_layers} layers is "
-            f"below what the first {layers[0]} layers alone cost; pass earlier `layers` to meet it",
-            stacklevel=2,
+        raise ValueError(
+            f"pdrop: keep={budget} tokens averaged over {num_layers} layers cannot be met for an image of "
+            f"{tokens} tokens: the first {layers[0]} layers alone average {tokens * layers[0] / num_layers:.1f}. "
+            "Accepted: a larger keep, earlier layers, or layers=None with a ratio keep"
         )
-        return 0.0
     low, high = 0.0, 1.0
     for _ in range(60):
         middle = (low + high) / 2
@@ -136,7 +185,7 @@ def select_pdrop_stage(
 
 
 def pdrop_stages(config: PDropConfig, num_layers: int) -> list[Stage]:
-    layers = scaled_layers(config.layers, num_layers)
+    layers = scaled_layers(config.layers or PAPER_LAYERS, num_layers)
     return [
         Stage(
             f"llm:{layer}",
@@ -152,4 +201,5 @@ register(
     paper="PyramidDrop: Pyramid Visual Redundancy Reduction (arXiv 2410.17247, CVPR 2025)",
     summary="drop a share of the visual tokens at several depths by last-token attention; keep = layer average",
     stages=pdrop_stages,
+    prepare=prepare_pdrop,
 )(select_pdrop_stage)

@@ -104,6 +104,11 @@ class ModelAdapter:
         raise KeyError(f"signal {name!r} is not provided by the {self.family} adapter")
 
     @property
+    def image_tokens(self) -> int | None:
+        """Visual tokens per image when every image has the same number, else None."""
+        return None
+
+    @property
     def num_layers(self) -> int:
         return int(self.config.text_config.num_hidden_layers)
 

@@ -36,6 +36,10 @@ class LlavaAdapter(ModelAdapter):
         self.grid = (side, side)
 
     @property
+    def image_tokens(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    @property
     def vision_module(self) -> nn.Module:
         return self.core.vision_tower
 

@@ -152,11 +152,11 @@ class LayerStages:
             level.capture = capture
             if prefill.replay is not None:
                 done = prefill.replay[len(prefill.results)]
-                keep, groups, counts = done.extended(prefill.extra), done.groups, done.counts
+                keep, groups, counts = done.replay(level, prefill.extra), done.groups, done.counts
             else:
-                keep, groups, counts = run_stages([stage], self.config, self.adapter, level)
+                keep, groups, counts, merges = run_stages([stage], self.config, self.adapter, level)
                 if prefill.memory is not None:
-                    prefill.memory.stages.append(StageKeep(keep, groups, counts))
+                    prefill.memory.stages.append(StageKeep(keep, groups, counts, merges))
             compaction = plan_compaction(keep)
             new_hidden = compaction.gather(capture.hidden_out, seq_dim=1)
             mask = compaction.mask(level.attention_mask)

@@ -16,19 +16,27 @@ from dataclasses import dataclass, field
 import torch
 
 from .layout import ImageLayout
-from .selection import GroupResult
+from .level import Level
+from .selection import GroupResult, Merge
 
 
 @dataclass
 class StageKeep:
-    """What one stage kept: its keep mask over its level's sequence, and per image."""
+    """What one stage kept (its keep mask over its level's sequence, per image) and the
+    features it merged into the kept tokens."""
 
     keep: torch.Tensor  # (B, L) at that level
     groups: list[GroupResult]
     counts: tuple[int, ...]
+    merges: list[Merge] = field(default_factory=list)
 
-    def extended(self, extra: int) -> torch.Tensor:
-        """The keep mask with ``extra`` appended tokens (text: kept)."""
+    def replay(self, level: Level, extra: int) -> torch.Tensor:
+        """Write the merges into ``level`` (the same sequence plus ``extra`` tokens at the
+        end of every row) and return the keep mask extended to it (new tokens: kept)."""
+        for merge in self.merges:
+            rows = torch.div(merge.positions, merge.length, rounding_mode="floor")
+            columns = merge.positions - rows * merge.length
+            level.write_features(rows * (merge.length + extra) + columns, merge.features)
         return torch.cat((self.keep, self.keep.new_ones(self.keep.shape[0], extra)), dim=1)
 
 

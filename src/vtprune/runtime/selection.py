@@ -23,6 +23,16 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
+class Merge:
+    """Features a stage wrote over kept tokens: at flat ``positions`` of its level's
+    (B, length) sequence."""
+
+    positions: torch.Tensor
+    features: torch.Tensor
+    length: int
+
+
+@dataclass(frozen=True)
 class GroupResult:
     """Kept tokens of a group of images, as indices into each image's full grid."""
 
@@ -48,20 +58,20 @@ def check_selection(out: Selection | torch.Tensor, num_images: int, num_tokens: 
 
 def run_stages(
     stages: list[Stage], config: "PruneConfig", adapter: "ModelAdapter", level: Level
-) -> tuple[torch.Tensor, list[GroupResult], tuple[int, ...]]:
+) -> tuple[torch.Tensor, list[GroupResult], tuple[int, ...], list[Merge]]:
     """Apply ``stages`` (all acting at this level) in order to every image group.
 
     Returns the keep mask (B, L) over the level's sequence (text and padding always
-    kept), the kept tokens of every group, and the new token count of every image.
-    Stages that merge write their features into the level (see ``Level.write_features``)
-    so later stages and the language model see them.
+    kept), the kept tokens of every group, the new token count of every image, and the
+    merges. Stages that merge write their features into the level (see
+    ``Level.write_features``) so later stages and the language model see them.
     """
     layout = level.layout
     keep = ~layout.token_mask
     flat_keep = keep.view(-1)
     flat_token = level.token.reshape(-1)
     counts = list(layout.counts)
-    results = []
+    results, merges = [], []
     for (grid, _), images in layout.groups().items():
         # The budget comes from the image's full token count, whatever is left of it.
         budget = config.budget(grid[0] * grid[1])
@@ -83,9 +93,11 @@ def run_stages(
             token_index = token_index.gather(1, kept)
             if sel.features is not None:
                 width = sel.features.shape[-1]
-                level.write_features(positions, sel.features.gather(1, order[..., None].expand(-1, -1, width)))
+                features = sel.features.gather(1, order[..., None].expand(-1, -1, width))
+                level.write_features(positions, features)
+                merges.append(Merge(positions, features, level.image.shape[1]))
         flat_keep[positions.reshape(-1)] = True
         for image in images:
             counts[image] = positions.shape[1]
         results.append(GroupResult(tuple(images), token_index))
-    return keep, results, tuple(counts)
+    return keep, results, tuple(counts), merges

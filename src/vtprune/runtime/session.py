@@ -275,12 +275,15 @@ class PruningSession:
 
         level = Level.at_input(forward.layout, embeds, forward.attention_mask, forward.core_inputs.get("input_ids"))
         level.vision = self.adapter.match_vision_call(forward, forward.layout)
-        memory, extra = self._replayable(forward, level) if past_len == 0 else (None, 0)
+        # The images as they arrive (before any merge) identify the prompt for replay.
+        visual = embeds.reshape(-1, embeds.shape[-1])[forward.layout.flat_positions]
+        memory, extra = self._replayable(forward, visual) if past_len == 0 else (None, 0)
+        merges = []
         if memory is not None:
             first = memory.stages[0]
-            keep, groups, counts = first.extended(extra), first.groups, first.counts
+            keep, groups, counts = first.replay(level, extra), first.groups, first.counts
         elif self.pre_llm:
-            keep, groups, counts = run_stages(self.pre_llm, self.config, self.adapter, level)
+            keep, groups, counts, merges = run_stages(self.pre_llm, self.config, self.adapter, level)
         else:
             keep, groups, counts = self._keep_everything(level)
         forward.inputs_embeds = level.input_embeds  # with any merged features
@@ -319,7 +322,7 @@ class PruningSession:
         if memory is None:
             results = [StageResult(0, groups, counts)]
             if past_len == 0:
-                self._memory = self._remember(forward, level, StageKeep(keep, groups, counts))
+                self._memory = self._remember(forward, visual, StageKeep(keep, groups, counts, merges))
             if self.layer_stages is not None:
                 inside = level.compact(compaction, counts, full_mask, input_embeds=new_embeds)
                 pass_ = self.layer_stages.begin_prefill(inside, memory=self._memory)
@@ -342,21 +345,19 @@ class PruningSession:
             kwargs["cache_position"] = torch.arange(past_len, past_len + compaction.length, device=device)
         return kwargs
 
-    def _replayable(self, forward: Forward, level: Level) -> tuple[PromptMemory | None, int]:
+    def _replayable(self, forward: Forward, visual: torch.Tensor) -> tuple[PromptMemory | None, int]:
         """The last prompt's memory if this forward extends that prompt (see replay.py)."""
         memory = self._memory
         if memory is None:
             return None, 0
-        visual = level.input_embeds.reshape(-1, level.input_embeds.shape[-1])[forward.layout.flat_positions]
         extra = memory.extended_by(forward.core_inputs.get("input_ids"), forward.attention_mask, forward.layout, visual)
         return (memory, extra) if extra else (None, 0)
 
     @staticmethod
-    def _remember(forward: Forward, level: Level, first: StageKeep) -> PromptMemory | None:
+    def _remember(forward: Forward, visual: torch.Tensor, first: StageKeep) -> PromptMemory | None:
         input_ids = forward.core_inputs.get("input_ids")
         if input_ids is None:
             return None  # prompts given as embeddings are never taken for extensions
-        visual = level.input_embeds.reshape(-1, level.input_embeds.shape[-1])[forward.layout.flat_positions]
         return PromptMemory(
             input_ids, forward.attention_mask, forward.layout.counts, forward.layout.grids, visual, [first]
         )

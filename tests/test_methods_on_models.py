@@ -1,0 +1,86 @@
+"""Every registered method on every model family, at the usual budgets: batch equals
+singles, cached equals uncached, the kept counts are the documented ones, and
+``remove()`` restores the model."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import vtprune
+from vtprune.testing import make_batch
+
+from helpers import FAMILIES, FAMILY_IDS, greedy, image_token_counts, logits
+
+METHODS = [m["name"] for m in vtprune.methods() if m["name"] != "probe"]
+KEEPS = [0.111, 0.222, 0.333]
+
+
+@pytest.fixture(scope="module", params=FAMILIES, ids=FAMILY_IDS)
+def family(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def model(family):
+    # Ten layers: PDrop's first stage follows at least one full layer, so a budget of
+    # 0.111 (averaged over the layers) needs more than nine of them.
+    return family.build(layers=10)
+
+
+@pytest.fixture(scope="module")
+def prompts(family):
+    return [[5, family.image(0), 7], [3, family.image(1), 2, family.image(2), 4], [6]]
+
+
+@pytest.fixture(scope="module")
+def reference(model, prompts):
+    batch = make_batch(model, prompts)
+    return batch, logits(model, batch), greedy(model, batch, tokens=4)
+
+
+def expected_counts(handle, n: int) -> tuple[int, int]:
+    """(tokens at the LLM input, tokens after the last stage) of an image of n tokens."""
+    budget = handle.config.budget(n)
+    wheres = [s.where for s in vtprune.get_method(handle.method).stages(handle.config, 10)]
+    if handle.method == "sts":
+        return min(n, round(handle.config.pool_factor * budget)), budget
+    if wheres[0] != "pre_llm":
+        return n, budget
+    return budget, budget
+
+
+@pytest.mark.parametrize("keep", KEEPS)
+@pytest.mark.parametrize("method", METHODS)
+def test_method_on_model(model, prompts, reference, method, keep):
+    batch, reference_logits, reference_tokens = reference
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ATP's text-tower fallback notice
+        handle = vtprune.prune(model, method, keep=keep)
+    tokens = greedy(model, batch, tokens=4)
+
+    # Kept counts per image, at the LLM input and after the last stage.
+    stats, keep_lists = handle.stats, handle.last_keep
+    for sample, kept in enumerate(keep_lists):
+        counts = image_token_counts(model, batch, sample)
+        assert len(kept) == len(counts)
+        for n, k in zip(counts, kept):
+            assert k.tolist() == sorted(set(k.tolist())) and (k.numel() == 0 or (0 <= int(k.min()) and int(k.max()) < n))
+            if method != "pdrop":
+                assert len(k) == expected_counts(handle, n)[1]
+        if method == "pdrop":  # keep is an average over the layers
+            target = sum(handle.config.budget(n) for n in counts)
+            assert abs(stats.layer_avg[sample] - target) <= len(counts)
+        else:
+            assert stats.llm_input[sample] == sum(expected_counts(handle, n)[0] for n in counts)
+
+    # Cached equals uncached; the batch equals its prompts one by one.
+    assert torch.equal(greedy(model, batch, tokens=4, use_cache=False), tokens)
+    for i, prompt in enumerate(prompts):
+        assert torch.equal(greedy(model, make_batch(model, [prompt], seeds=[i]), tokens=4)[0], tokens[i])
+
+    handle.remove()
+    assert torch.equal(logits(model, batch), reference_logits)
+    assert torch.equal(greedy(model, batch, tokens=4), reference_tokens)

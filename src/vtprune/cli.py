@@ -37,6 +37,44 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(keep=args.keep, tokens=args.tokens)
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from . import methods
+    from .bench.inputs import load_target
+    from .bench.report import format_table, plot, write_json
+    from .bench.runner import Variant, run_bench
+    from .progress import progress_bar
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    names = args.method or [m["name"] for m in methods()]
+    keeps = [_keep(k) for k in args.keep]
+    target = load_target(
+        model_id=args.model, arch=args.arch, layers=args.layers, batch_size=args.batch,
+        text_tokens=args.prompt_tokens, grid=tuple(args.grid), dtype=dtype, device=device,
+    )
+    variants = [Variant(name, keep) for name in names for keep in keeps]
+    total = (args.warmup + args.repeats) * (len(variants) + 1)
+    with progress_bar(total=total, desc="bench") as bar:
+        result = run_bench(target, variants, repeats=args.repeats, warmup=args.warmup,
+                           decode_tokens=args.decode_tokens, progress=bar)
+    print(format_table(result))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(result, out / "bench.json")
+    plot(result, out / "bench.png")
+    print(f"\nwrote {out / 'bench.json'} and {out / 'bench.png'}")
+    return 0
+
+
+def _keep(text: str) -> int | float:
+    """A budget from the command line: '128' is a count, '0.222' a ratio."""
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vtprune", description="Visual token pruning for Hugging Face VLMs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", type=float, default=0.25, help="kept ratio of visual tokens (default 0.25)")
     p.add_argument("--tokens", type=int, default=16, help="tokens to generate (default 16)")
     p.set_defaults(func=_cmd_demo)
+
+    from .bench.architectures import ARCHITECTURES
+
+    p = sub.add_parser("bench", help="prefill / TTFT / decode speed, memory and MACs of methods vs unpruned")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--model", help="Hugging Face id or path of a checkpoint (with its processor)")
+    source.add_argument("--arch", choices=ARCHITECTURES, help="build this architecture with random weights")
+    p.add_argument("--layers", type=int, help="truncate the language model to this many layers (--arch)")
+    p.add_argument("--method", nargs="+", help="methods to measure (default: all)")
+    p.add_argument("--keep", nargs="+", default=["0.222"], help="budgets: counts (128) or ratios (0.222)")
+    p.add_argument("--batch", type=int, default=1, help="prompts per batch (default 1)")
+    p.add_argument("--prompt-tokens", type=int, default=64, help="text tokens per synthetic prompt (--arch)")
+    p.add_argument("--grid", type=int, nargs=2, default=[32, 32], metavar=("ROWS", "COLS"),
+                   help="Qwen image token grid for synthetic prompts (default 32 32)")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--decode-tokens", type=int, default=16)
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--device", help="default: cuda if available, else cpu")
+    p.add_argument("--out", default="vtprune-bench", help="folder for bench.json and bench.png")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

@@ -11,13 +11,18 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-ARCHITECTURES = ("llava-1.5-7b", "qwen2.5-vl-7b")
+ARCHITECTURES = ("llava-1.5-7b", "qwen2.5-vl-7b", "tiny-llava", "tiny-qwen2.5-vl")
 
 
 def build(name: str, *, layers: int | None = None, dtype: torch.dtype = torch.bfloat16, device: str = "cpu") -> nn.Module:
     """A model of architecture ``name`` with random weights, in eval mode, SDPA attention."""
     import transformers as tf
 
+    if name.startswith("tiny-"):  # the test models, for quick runs of the benchmark itself
+        from ..testing import tiny_llava, tiny_qwen2_vl
+
+        build_tiny = tiny_llava if name == "tiny-llava" else tiny_qwen2_vl
+        return build_tiny(dtype=dtype, layers=layers or 4).to(device)
     if name == "llava-1.5-7b":
         vision = tf.CLIPVisionConfig(
             hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,

@@ -29,12 +29,24 @@ class PruneStats:
     llm_input:  visual tokens the language model's first layer sees
     layer_avg:  visual tokens averaged over all decoder layers (equals ``llm_input``
                 for pre-LLM methods; smaller for methods that also prune inside)
+    stages:     (first 0-based layer, per-sample visual tokens) from the LLM input on,
+                one entry per stage: layer l sees the last entry starting at or before l
     """
 
     before: tuple[int, ...]
     llm_input: tuple[int, ...]
     layer_avg: tuple[float, ...]
     num_layers: int
+    stages: tuple[tuple[int, tuple[int, ...]], ...] = ()
+
+    def per_layer(self, sample: int) -> list[int]:
+        """Visual tokens each decoder layer sees, for one sample."""
+        counts, current = [], self.llm_input[sample]
+        starts = {start: kept[sample] for start, kept in self.stages}
+        for layer in range(self.num_layers):
+            current = starts.get(layer, current)
+            counts.append(current)
+        return counts
 
     @property
     def total_before(self) -> int:
@@ -114,4 +126,5 @@ class PruneRecord:
             sum(kept[b] * (bounds[i + 1] - bounds[i]) for i, kept in enumerate(per_stage)) / self.num_layers
             for b in range(self.batch)
         ]
-        return PruneStats(tuple(before), tuple(per_stage[0]), tuple(average), self.num_layers)
+        stages = tuple((stage.start, tuple(kept)) for stage, kept in zip(self.stages, per_stage))
+        return PruneStats(tuple(before), tuple(per_stage[0]), tuple(average), self.num_layers, stages)

@@ -1,0 +1,103 @@
+"""Timing and memory primitives: wall clock with device syncs, peak memory, and the time
+spent inside vtprune's own hooks."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds ``fn`` takes, with the device drained before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict]:
+    """Peak memory of the block above what was in use before it: CUDA allocations on a
+    GPU, the process's resident memory (sampled every millisecond) on a CPU."""
+    result: dict = {}
+    if device.type == "cuda":
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        yield result
+        synchronize(device)
+        result["bytes"] = torch.cuda.max_memory_allocated(device) - base
+        result["kind"] = "cuda allocated"
+        return
+    if not os.path.exists("/proc/self/statm"):
+        yield result
+        result["bytes"], result["kind"] = None, "unavailable"
+        return
+    base, peak, done = _rss_bytes(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield result
+    finally:
+        done.set()
+        thread.join()
+        peak[0] = max(peak[0], _rss_bytes())
+        result["bytes"], result["kind"] = max(0, peak[0] - base), "process RSS"
+
+
+class HookTimer:
+    """Seconds spent inside the hooks other code registered on ``modules``: a timing
+    hook is put first and another last, around both the pre-hooks and the forward
+    hooks, so only what runs between them is counted (not the modules' own work)."""
+
+    def __init__(self, modules: list[nn.Module], device: torch.device) -> None:
+        self.device, self.seconds, self._start = device, 0.0, 0.0
+        self._handles = []
+        for module in modules:
+            self._handles += [
+                module.register_forward_pre_hook(self._begin, prepend=True),
+                module.register_forward_pre_hook(self._end),
+                module.register_forward_hook(self._begin_after, prepend=True),
+                module.register_forward_hook(self._end_after),
+            ]
+
+    def _begin(self, *_: object) -> None:
+        synchronize(self.device)
+        self._start = time.perf_counter()
+
+    def _end(self, *_: object) -> None:
+        synchronize(self.device)
+        self.seconds += time.perf_counter() - self._start
+
+    def _begin_after(self, *_: object) -> None:
+        self._begin()
+
+    def _end_after(self, *_: object) -> None:
+        self._end()
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()

@@ -1,0 +1,242 @@
+"""Measure methods against the unpruned model, in one run, interleaved.
+
+Every repetition runs the unpruned model and each method in turn on the same batch,
+so slow drifts of the machine (clocks, other load) affect them alike; medians and
+spreads are over the repetitions after warm-up. Speed is reported as ratios to the
+unpruned model of the same run, with the ideal ratio from the MAC formula beside it
+(see :mod:`vtprune.bench.flops`).
+"""
+
+from __future__ import annotations
+
+import statistics
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from .. import prune
+from ..runtime.record import PruneStats
+from .flops import language_layer, prefill_macs, vision_macs
+from .inputs import Target
+from .measure import HookTimer, peak_memory, timed
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A method and budget to measure (``method=None``: the unpruned model)."""
+
+    method: str | None
+    keep: float | int | None = None
+    options: dict = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return "unpruned" if self.method is None else f"{self.method}@{self.keep}"
+
+
+@dataclass
+class Row:
+    """Everything measured for one variant."""
+
+    label: str
+    method: str | None
+    keep: float | int | None
+    prefill_s: list[float] = field(default_factory=list)
+    ttft_s: list[float] = field(default_factory=list)
+    decode_tokens_per_s: list[float] = field(default_factory=list)
+    peak_memory_bytes: int | None = None
+    memory_kind: str = ""
+    selection_s: float = 0.0
+    visual_before: int = 0
+    visual_llm_input: int = 0
+    visual_layer_avg: float = 0.0
+    llm_macs: int = 0
+    vision_macs: int = 0
+    config: dict | None = None
+
+    @staticmethod
+    def _median(values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+
+    @staticmethod
+    def _spread(values: list[float]) -> float:
+        """Interquartile range (or the range, under four values)."""
+        if len(values) < 2:
+            return 0.0
+        if len(values) < 4:
+            return max(values) - min(values)
+        quartiles = statistics.quantiles(values, n=4)
+        return quartiles[2] - quartiles[0]
+
+    def summary(self) -> dict[str, Any]:
+        out = {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
+        for name in ("prefill_s", "ttft_s", "decode_tokens_per_s"):
+            values = getattr(self, name)
+            out[name] = {"median": self._median(values), "spread": self._spread(values), "values": values}
+        return out
+
+
+@dataclass
+class BenchResult:
+    """The rows of one run, the unpruned one first, and how they were measured."""
+
+    target: str
+    settings: dict
+    rows: list[Row]
+    skipped: dict[str, str] = field(default_factory=dict)  # label -> why it cannot run here
+
+    @property
+    def baseline(self) -> Row:
+        return self.rows[0]
+
+    def ratios(self, row: Row) -> dict[str, float]:
+        """Measured and ideal ratios of ``row`` to the unpruned model (time: < 1 is faster)."""
+        base = self.baseline
+        total, base_total = row.llm_macs + row.vision_macs, base.llm_macs + base.vision_macs
+        return {
+            "prefill_time": Row._median(row.prefill_s) / Row._median(base.prefill_s),
+            "ttft": Row._median(row.ttft_s) / Row._median(base.ttft_s),
+            "decode_throughput": Row._median(row.decode_tokens_per_s) / Row._median(base.decode_tokens_per_s),
+            "ideal_prefill_time": total / base_total if base_total else float("nan"),
+            "ideal_llm_time": row.llm_macs / base.llm_macs if base.llm_macs else float("nan"),
+            "memory": (row.peak_memory_bytes / base.peak_memory_bytes)
+            if row.peak_memory_bytes and base.peak_memory_bytes
+            else float("nan"),
+            "selection_share": row.selection_s / Row._median(base.prefill_s),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "settings": self.settings,
+            "rows": [{**row.summary(), "ratios": self.ratios(row)} for row in self.rows],
+            "skipped": self.skipped,
+        }
+
+
+def _macs(target: Target, stats: PruneStats | None) -> tuple[int, int, int, int, float]:
+    """(LLM MACs, vision MACs, visual before, at the LLM input, averaged over layers),
+    summed over the batch."""
+    model, batch = target.model, target.batch
+    text_config = model.config.text_config
+    layer = language_layer(text_config)
+    num_layers = text_config.num_hidden_layers
+    real = batch["attention_mask"].sum(1).tolist()
+    image_token = model.config.image_token_id
+    visual = (batch["input_ids"] == image_token).sum(1).tolist()
+    llm = 0
+    for sample, (length, count) in enumerate(zip(real, visual)):
+        text = length - count
+        per_layer = [count] * num_layers if stats is None else stats.per_layer(sample)
+        llm += prefill_macs(layer, [text + v for v in per_layer])
+    patches = _patches_per_image(model, batch)
+    if stats is None:
+        return llm, vision_macs(model, patches), sum(visual), sum(visual), float(sum(visual))
+    return llm, vision_macs(model, patches), stats.total_before, stats.total_llm_input, stats.total_layer_avg
+
+
+def _patches_per_image(model, batch) -> list[int]:
+    if "image_grid_thw" in batch:
+        return [int(t * h * w) for t, h, w in batch["image_grid_thw"].tolist()]
+    vision = model.config.vision_config
+    return [(vision.image_size // vision.patch_size) ** 2] * int(batch["pixel_values"].shape[0])
+
+
+def run_bench(
+    target: Target,
+    variants: list[Variant],
+    *,
+    repeats: int = 5,
+    warmup: int = 1,
+    decode_tokens: int = 16,
+    progress: Any = None,
+) -> BenchResult:
+    """Measure ``variants`` (the unpruned model is added first) on ``target``."""
+    model, batch = target.model, target.batch
+    device = next(model.parameters()).device
+    suppress = [model.config.image_token_id]
+    generate_args = dict(do_sample=False, suppress_tokens=suppress, pad_token_id=_pad_id(model))
+
+    def apply(variant: Variant):
+        if variant.method is None:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return prune(model, variant.method, keep=variant.keep, **variant.options)
+
+    # A variant this model cannot run (a layer it lacks, a budget a schedule cannot
+    # meet) is reported, not measured.
+    runnable, skipped = [Variant(None)], {}
+    for variant in variants:
+        if variant.method is None:
+            continue
+        try:
+            apply(variant).remove()
+            runnable.append(variant)
+        except (ValueError, TypeError) as error:
+            skipped[variant.label] = str(error)
+    variants = runnable
+    rows = [Row(v.label, v.method, v.keep) for v in variants]
+    if progress is not None:
+        progress.total = (warmup + repeats) * len(variants)
+
+    with torch.inference_mode():
+        for rep in range(warmup + repeats):
+            for variant, row in zip(variants, rows):
+                handle = apply(variant)
+                prefill = timed(lambda: model(**batch, use_cache=True, logits_to_keep=1), device)
+                first = timed(lambda: model.generate(**batch, max_new_tokens=1, **generate_args), device)
+                whole = timed(lambda: model.generate(**batch, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens, **generate_args), device)
+                if rep >= warmup:
+                    row.prefill_s.append(prefill)
+                    row.ttft_s.append(first)
+                    row.decode_tokens_per_s.append(batch["input_ids"].shape[0] * (decode_tokens - 1) / max(whole - first, 1e-9))
+                if handle is not None:
+                    handle.remove()
+                if progress is not None:
+                    progress.update(1)
+
+        # One more pass each, not timed for latency: memory, selection time, counts.
+        for variant, row in zip(variants, rows):
+            handle = apply(variant)
+            with peak_memory(device) as memory:
+                model.generate(**batch, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens, **generate_args)
+            row.peak_memory_bytes, row.memory_kind = memory.get("bytes"), memory.get("kind", "")
+            if handle is not None:
+                timer = HookTimer(_hooked_modules(handle), device)
+                model(**batch, use_cache=True, logits_to_keep=1)
+                row.selection_s = timer.seconds
+                timer.remove()
+                row.config = handle.config.to_dict()
+            stats = None if handle is None else handle.stats
+            row.llm_macs, row.vision_macs, row.visual_before, row.visual_llm_input, row.visual_layer_avg = _macs(target, stats)
+            if handle is not None:
+                handle.remove()
+
+    settings = {
+        "repeats": repeats,
+        "warmup": warmup,
+        "decode_tokens": decode_tokens,
+        "batch_size": int(batch["input_ids"].shape[0]),
+        "prompt_tokens": int(batch["input_ids"].shape[1]),
+        "device": str(device),
+        "dtype": str(next(model.parameters()).dtype),
+        "attention": model.config._attn_implementation,
+        "torch": torch.__version__,
+        "transformers": __import__("transformers").__version__,
+    }
+    return BenchResult(target.name, settings, rows, skipped)
+
+
+def _hooked_modules(handle) -> list[torch.nn.Module]:
+    """Every module vtprune hooks for this method."""
+    adapter = handle._session.adapter
+    modules = [adapter.vision_module, adapter.core, adapter.language_model]
+    return modules + list(adapter.decoder_layers)
+
+
+def _pad_id(model) -> int:
+    pad = getattr(model.generation_config, "pad_token_id", None)
+    return 0 if pad is None else int(pad if not isinstance(pad, list) else pad[0])

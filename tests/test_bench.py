@@ -1,0 +1,86 @@
+"""The benchmark: the MAC formula by hand, and a run's schema and ratios (tiny models;
+timings are only checked for shape, never for speed)."""
+
+from __future__ import annotations
+
+import json
+from statistics import median
+
+import pytest
+import torch
+
+import vtprune
+from vtprune.bench.flops import LayerShape, language_layer, prefill_macs, tokens_per_layer, vision_macs
+from vtprune.bench.inputs import Target, synthetic_batch
+from vtprune.bench.report import format_table, plot, write_json
+from vtprune.bench.runner import Variant, run_bench
+from vtprune.testing import tiny_llava
+
+
+def test_llava_7b_reference_figures():
+    """The figures papers quote for LLaVA-1.5-7B (visual tokens only, 32 layers)."""
+    layer = LayerShape(hidden=4096, kv_width=4096, mlp=11008, mlp_matrices=3)
+    for tokens, expected in ((576, 3.817), (128, 0.833), (64, 0.416)):
+        assert prefill_macs(layer, [tokens] * 32) / 1e12 == pytest.approx(expected, abs=5e-4)
+
+
+def test_layer_formula_by_hand():
+    # d=8, d_kv=4 (GQA), m=16, gated; n=3: 2*3*64 + 2*3*8*4 + 2*9*8 + 3*3*8*16
+    assert LayerShape(8, 4, 16, 3).macs(3) == 384 + 192 + 144 + 1152
+    config = tiny_llava().config.text_config  # hidden 64, 4 heads, 2 kv heads, mlp 128
+    assert language_layer(config) == LayerShape(64, 32, 128, 3)
+
+
+def test_tokens_per_layer_follow_the_stages():
+    assert tokens_per_layer(10, [(0, 100), (2, 40), (3, 5)], 5) == [110, 110, 50, 15, 15]
+
+
+def test_vision_macs_of_a_clip_tower_by_hand():
+    model = tiny_llava()  # CLIP: 2 layers, d=32, m=64; 64 patches + CLS; projector 32->64->64
+    layer = LayerShape(32, 32, 64, 2)
+    expected = 2 * layer.macs(65) + 64 * (32 * 64 + 64 * 64)
+    assert vision_macs(model, [64, 64]) == 2 * expected
+
+
+def test_run_schema_and_ratios_within_one_run(tmp_path):
+    model = tiny_llava(layers=4)
+    target = Target("tiny", model, synthetic_batch(model, 2, 12, (8, 8)))
+    result = run_bench(target, [Variant("uniform", 0.25), Variant("fastv", 0.25), Variant("pdrop", 0.1)],
+                       repeats=2, warmup=1, decode_tokens=3)
+    labels = [row.label for row in result.rows]
+    assert labels == ["unpruned", "uniform@0.25", "fastv@0.25"]
+    assert "pdrop@0.1" in result.skipped and "cannot be met" in result.skipped["pdrop@0.1"]
+    base, uniform, fastv = result.rows
+    for row in result.rows:
+        assert len(row.prefill_s) == len(row.ttft_s) == len(row.decode_tokens_per_s) == 2
+        assert all(t > 0 for t in row.prefill_s)
+    assert (base.visual_before, base.visual_llm_input) == (128, 128)
+    assert (uniform.visual_llm_input, uniform.visual_layer_avg) == (32, 32.0)
+    assert fastv.visual_llm_input == 128 and fastv.visual_layer_avg == (2 * 128 + 2 * 32) / 4
+    # Ratios are taken against this run's unpruned row.
+    ratios = result.ratios(uniform)
+    assert ratios["prefill_time"] == pytest.approx(median(uniform.prefill_s) / median(base.prefill_s))
+    assert ratios["ideal_llm_time"] == pytest.approx(uniform.llm_macs / base.llm_macs)
+    assert ratios["ideal_prefill_time"] > ratios["ideal_llm_time"]  # the vision tower is not pruned
+    assert uniform.vision_macs == base.vision_macs
+    assert uniform.config["method"] == "uniform" and base.config is None
+
+    write_json(result, tmp_path / "bench.json")
+    data = json.loads((tmp_path / "bench.json").read_text())
+    assert [r["label"] for r in data["rows"]] == labels
+    assert set(data["rows"][1]["ratios"]) >= {"prefill_time", "ideal_prefill_time", "ttft", "decode_throughput", "memory", "selection_share"}
+    assert data["settings"]["attention"] == "sdpa" and "transformers" in data["settings"]
+    plot(result, tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = format_table(result)
+    assert "uniform@0.25" in table and "not run" in table
+    assert vtprune.active_handle(model) is None
+
+
+def test_cli_bench_end_to_end(tmp_path, capsys):
+    from vtprune.cli import main
+
+    assert main(["bench", "--arch", "tiny-llava", "--method", "uniform", "--keep", "0.25", "--repeats", "1",
+                 "--warmup", "0", "--decode-tokens", "2", "--out", str(tmp_path)]) == 0
+    assert "uniform@0.25" in capsys.readouterr().out
+    assert json.loads((tmp_path / "bench.json").read_text())["rows"][1]["visual_llm_input"] == 16

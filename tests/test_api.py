@@ -98,3 +98,17 @@ def test_uniform_config_dispatch(model, batch):
     handle = vtprune.prune(model, UniformConfig(keep=8))
     logits(model, batch)
     assert handle.stats.llm_input == (8, 16)
+
+
+def test_merges_and_stages_are_reported(model, batch):
+    handle = vtprune.prune(model, "visionzip", keep=16)
+    logits(model, batch)
+    merge, kept = handle.last_merge[1][0], handle.last_keep[1][0]
+    assert merge.shape == (64,)
+    assert set(merge.tolist()) <= set(kept.tolist())  # every token went into a kept one
+    assert all(int(merge[k]) == int(k) for k in kept)  # kept tokens keep their own features
+    assert list(handle.keep_by_stage) == ["pre_llm"]
+    vtprune.prune(model, "uniform", keep=16)
+    handle = vtprune.active_handle(model)
+    logits(model, batch)
+    assert handle.last_merge == [[None], [None, None]]

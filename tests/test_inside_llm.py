@@ -116,7 +116,7 @@ def test_inside_prefill_equals_reference(family, before):
     embeds, positions = full_embeddings(model, batch), full_positions(model, batch)
     handle = vtprune.prune(model, probes.ProbeConfig(keep=0.3, layers=(2,), before=before))
     pruned = logits(model, {**batch, "position_ids": positions})
-    first, last = handle._session.last.keep_by_stage[0][0], handle.last_keep[0]
+    first, last = handle.keep_by_stage["pre_llm"][0], handle.last_keep[0]
     entry = sequence_index(model, batch, 0, first)  # what enters the LLM
     inside = sequence_index(model, batch, 0, last)  # what layers 3 and 4 see
     layers = model.model.language_model.layers

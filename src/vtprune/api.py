@@ -45,6 +45,18 @@ class PruneHandle:
         return None if self._session.last is None else self._session.last.last_keep
 
     @property
+    def keep_by_stage(self) -> dict[str, list[list[torch.Tensor]]] | None:
+        """Stage ("pre_llm", "llm:K") -> per sample, per image, the kept indices after that
+        stage, for the last forward with images (in-LLM methods: the LLM input first)."""
+        return None if self._session.last is None else self._session.last.keep_by_stage
+
+    @property
+    def last_merge(self) -> list[list[torch.Tensor | None]] | None:
+        """Per sample, per image: for each visual token, the index of the kept token its
+        features were merged into (-1: none); ``None`` for an image no stage merged."""
+        return None if self._session.last is None else self._session.last.last_merge
+
+    @property
     def stats(self) -> PruneStats | None:
         """Visual tokens per sample before pruning, at the LLM input and averaged over
         layers, for the last forward with images."""

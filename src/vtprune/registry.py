@@ -32,10 +32,14 @@ class Selection(NamedTuple):
     features: optional (I, k, D) replacement features for the kept tokens, for methods
               that merge the dropped tokens into the kept ones. ``None`` keeps the
               tokens' own features.
+    owner:    optional (I, N) for merging methods: for every current token, the column
+              of ``keep`` whose feature it went into (-1: into none). Only read to show
+              and report the merge; ``features`` is what the model sees.
     """
 
     keep: torch.Tensor
     features: torch.Tensor | None = None
+    owner: torch.Tensor | None = None
 
 
 SelectFn = Callable[..., Union[Selection, torch.Tensor]]

@@ -89,8 +89,12 @@ def test_merge_by_hand() -> None:
     # A 1 x 4 strip; kept tokens 0 and 3. Token 1 is next to 0, token 2 next to 3.
     visual = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [-1.0, 0.2], [0.0, 1.0]]])
     coords = torch.tensor([[[0.0, 0.0], [0.0, 1.0], [0.0, 2.0], [0.0, 3.0]]])
-    merged = merge_into_nearest(coords, visual, torch.tensor([[0, 3]]))
+    merged, owner = merge_into_nearest(coords, visual, torch.tensor([[0, 3]]))
+    assert owner.tolist() == [[0, 0, 1, 1]]  # columns of keep: token 1 into 0, token 2 into 3
     w1 = 1 / math.sqrt(2)  # cos(token 1, token 0)
     w2 = 0.2 / math.sqrt(1.04)  # cos(token 2, token 3)
     expected = torch.tensor([[(1 + w1) / (1 + w1), w1 / (1 + w1)], [-w2 / (1 + w2), (1 + 0.2 * w2) / (1 + w2)]])
     torch.testing.assert_close(merged[0], expected)
+    # A dropped token whose cosine with its nearest kept token is <= 0 merges into none.
+    visual[0, 1] = torch.tensor([-1.0, 0.0])
+    assert merge_into_nearest(coords, visual, torch.tensor([[0, 3]]))[1].tolist() == [[0, -1, 1, 1]]

@@ -39,6 +39,8 @@ def test_contextual_tokens_are_the_means_of_their_groups() -> None:
         ]
     )
     torch.testing.assert_close(out.features[0], expected)
+    # Each token's column in keep: its own if dominant, else its contextual target's.
+    assert out.owner[0].tolist() == [0, 3, 3, 3, 3, 1, 4, 4, 4, 4, 2, 4]
 
 
 def visionzip_reference(saliency, keys, visual, budget, ratio):

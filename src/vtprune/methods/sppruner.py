@@ -81,10 +81,12 @@ def select_subjects_and_rings(coords: torch.Tensor, score: torch.Tensor, budget:
     return order_key.topk(budget, dim=1, largest=False).indices
 
 
-def merge_into_nearest(coords: torch.Tensor, features: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+def merge_into_nearest(
+    coords: torch.Tensor, features: torch.Tensor, keep: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(I, k, D) features of the ``keep`` tokens after each dropped token merged into its
-    nearest kept token with weight max(0, cos). Exact ties go to the kept token listed
-    first in ``keep``."""
+    nearest kept token with weight max(0, cos), and (I, N) the column of ``keep`` each
+    token went into (-1: weight 0). Exact ties go to the kept token listed first."""
     num_images, n, _ = features.shape
     image = torch.arange(num_images, device=features.device)
     kept = torch.zeros(num_images, n, dtype=torch.bool, device=features.device)
@@ -100,7 +102,8 @@ def merge_into_nearest(coords: torch.Tensor, features: torch.Tensor, keep: torch
     assignment = torch.zeros(num_images, keep.shape[1], n, device=features.device)
     assignment.scatter_(1, owner[:, None, :], weight[:, None, :])
     merged = gather_rows(features, keep) + assignment @ features
-    return merged / (1.0 + assignment.sum(dim=-1, keepdim=True))
+    owner = owner.masked_fill(~kept & (weight == 0), -1)
+    return merged / (1.0 + assignment.sum(dim=-1, keepdim=True)), owner
 
 
 @register(
@@ -118,5 +121,5 @@ def select_sppruner(signals: Signals, budget: int, config: SPprunerConfig) -> Se
     keep = select_subjects_and_rings(coords, subject_scores(signals, config.lam), budget, subjects)
     keep = keep.sort(dim=1).values  # raster order, which breaks the merge's last ties
     visual = signals.visual
-    merged = merge_into_nearest(coords, visual.float(), keep)
-    return Selection(keep, merged.to(visual.dtype))
+    merged, owner = merge_into_nearest(coords, visual.float(), keep)
+    return Selection(keep, merged.to(visual.dtype), owner)

@@ -59,11 +59,12 @@ def split_budget(budget: int, contextual_ratio: float) -> tuple[int, int]:
 
 def merge_contextual(
     remaining: torch.Tensor, keys: torch.Tensor, features: torch.Tensor, contextual: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fold the ``remaining`` tokens (I, R), in raster order, into ``contextual`` targets.
 
-    Returns the targets' indices (I, C) and their merged features (I, C, D): each the
-    mean of the target and the remaining tokens whose keys are closest to it.
+    Returns the targets' indices (I, C), their merged features (I, C, D) (each the mean
+    of the target and the remaining tokens whose keys are closest to it), and for each
+    remaining token the target (0..C-1) it went into (I, R).
     """
     count = remaining.shape[1]
     step = max(1, count // contextual)
@@ -75,10 +76,14 @@ def merge_contextual(
 
     unit = unit_rows(keys)
     similarity = gather_rows(unit, others) @ gather_rows(unit, targets).transpose(1, 2)  # (I, R - C, C)
-    assignment = F.one_hot(similarity.argmax(dim=-1), contextual).float()
+    chosen = similarity.argmax(dim=-1)  # (I, R - C)
+    assignment = F.one_hot(chosen, contextual).float()
     sums = assignment.transpose(1, 2) @ gather_rows(features, others) + gather_rows(features, targets)
     counts = 1.0 + assignment.sum(dim=1)
-    return targets, sums / counts[..., None]
+    owner = torch.empty(remaining.shape, dtype=torch.long, device=remaining.device)
+    owner[:, target_slots] = torch.arange(contextual, device=remaining.device)
+    owner[:, ~is_target] = chosen
+    return targets, sums / counts[..., None], owner
 
 
 @register(
@@ -103,7 +108,13 @@ def select_visionzip(signals: Signals, budget: int, config: VisionZipConfig) -> 
 
     visual = signals.visual
     features = visual.float()
-    targets, merged = merge_contextual(remaining, signals["vision_keys"], features, contextual)
+    targets, merged, owner_of_remaining = merge_contextual(remaining, signals["vision_keys"], features, contextual)
     keep = torch.cat((dominant, targets), dim=1)
     kept_features = torch.cat((gather_rows(features, dominant), merged), dim=1)
-    return Selection(keep, kept_features.to(visual.dtype))
+    # Which column of ``keep`` each token went into: dominant tokens their own column,
+    # the remaining ones their contextual target's.
+    image = torch.arange(signals.num_images, device=signals.device)[:, None]
+    owner = torch.empty(signals.num_images, n, dtype=torch.long, device=signals.device)
+    owner[image, dominant] = torch.arange(dominant_count, device=signals.device)
+    owner[image, remaining] = dominant_count + owner_of_remaining
+    return Selection(keep, kept_features.to(visual.dtype), owner)

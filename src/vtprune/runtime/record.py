@@ -88,6 +88,7 @@ class PruneRecord:
         return self.layout.sample_of_image.tolist()
 
     def _per_sample(self, groups: list[GroupResult]) -> list[list[torch.Tensor]]:
+        """Each image's kept indices, arranged per sample in prompt order."""
         per_image: list[torch.Tensor | None] = [None] * self.layout.num_images
         for group in groups:
             for row, image in enumerate(group.images):
@@ -98,9 +99,28 @@ class PruneRecord:
         return out
 
     @property
-    def keep_by_stage(self) -> list[list[list[torch.Tensor]]]:
-        """For each stage (pre-LLM first): per sample, per image, the kept indices."""
-        return [self._per_sample(stage.groups) for stage in self.stages]
+    def keep_by_stage(self) -> dict[str, list[list[torch.Tensor]]]:
+        """Stage ("pre_llm", "llm:K") -> per sample, per image, the kept indices after it."""
+        return {
+            "pre_llm" if stage.start == 0 else f"llm:{stage.start}": self._per_sample(stage.groups)
+            for stage in self.stages
+        }
+
+    @property
+    def last_merge(self) -> list[list[torch.Tensor | None]]:
+        """Per sample, per image: for each of the image's tokens the index of the kept
+        token its features were merged into (-1: none); ``None`` for images no stage
+        merged."""
+        per_image: list[torch.Tensor | None] = [None] * self.layout.num_images
+        for stage in self.stages:
+            for group in stage.groups:
+                if group.merged_into is not None:
+                    for row, image in enumerate(group.images):
+                        per_image[image] = group.merged_into[row]
+        out: list[list[torch.Tensor | None]] = [[] for _ in range(self.batch)]
+        for image, sample in enumerate(self._samples):
+            out[sample].append(per_image[image])
+        return out
 
     @property
     def last_keep(self) -> list[list[torch.Tensor]]:

@@ -34,10 +34,15 @@ class Merge:
 
 @dataclass(frozen=True)
 class GroupResult:
-    """Kept tokens of a group of images, as indices into each image's full grid."""
+    """Kept tokens of a group of images, as indices into each image's full grid.
+
+    merged_into: for merging methods, (I, rows * cols): the grid index of the kept token
+                 each token's features went into (-1: none, or not present any more)
+    """
 
     images: tuple[int, ...]
     kept: torch.Tensor  # (I, k) sorted
+    merged_into: torch.Tensor | None = None
 
 
 def check_selection(out: Selection | torch.Tensor, num_images: int, num_tokens: int, where: str) -> Selection:
@@ -53,7 +58,9 @@ def check_selection(out: Selection | torch.Tensor, num_images: int, num_tokens: 
         )
     if sel.features is not None and sel.features.shape[:2] != keep.shape:
         raise RuntimeError(f"stage {where}: features {tuple(sel.features.shape)} do not match keep {tuple(keep.shape)}")
-    return Selection(keep.long(), sel.features)
+    if sel.owner is not None and tuple(sel.owner.shape) != (num_images, num_tokens):
+        raise RuntimeError(f"stage {where}: owner {tuple(sel.owner.shape)} is not ({num_images}, {num_tokens})")
+    return Selection(keep.long(), sel.features, sel.owner)
 
 
 def run_stages(
@@ -78,6 +85,7 @@ def run_stages(
         positions = layout.image_positions(images)
         token_index = flat_token[positions]
         ordinal = layout.ordinal_of_image[list(images)]
+        merged_into = None
         for stage in stages:
             group = ImageGroup(grid, tuple(images), positions, token_index)
             signals = Signals(
@@ -89,8 +97,11 @@ def run_stages(
             )
             sel = check_selection(stage.select(signals, budget, config), len(images), positions.shape[1], stage.where)
             kept, order = sel.keep.sort(dim=1)
+            before = token_index
             positions = positions.gather(1, kept)
             token_index = token_index.gather(1, kept)
+            if sel.owner is not None:
+                merged_into = _merged_into(sel.owner, order, before, token_index, grid)
             if sel.features is not None:
                 width = sel.features.shape[-1]
                 features = sel.features.gather(1, order[..., None].expand(-1, -1, width))
@@ -99,5 +110,17 @@ def run_stages(
         flat_keep[positions.reshape(-1)] = True
         for image in images:
             counts[image] = positions.shape[1]
-        results.append(GroupResult(tuple(images), token_index))
+        results.append(GroupResult(tuple(images), token_index, merged_into))
     return keep, results, tuple(counts), merges
+
+
+def _merged_into(
+    owner: torch.Tensor, order: torch.Tensor, before: torch.Tensor, kept: torch.Tensor, grid: tuple[int, int]
+) -> torch.Tensor:
+    """(I, rows * cols): grid index of the kept token each token merged into (-1: none)."""
+    # ``owner`` names columns of the selection as returned; ``order`` sorted them.
+    column = torch.empty_like(order)
+    column.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    target = kept.gather(1, column.gather(1, owner.clamp(min=0))).masked_fill(owner < 0, -1)
+    full = torch.full((owner.shape[0], grid[0] * grid[1]), -1, dtype=torch.long, device=owner.device)
+    return full.scatter_(1, before, target)

@@ -42,6 +42,7 @@ BAD = [
     (dict(keep="0.5"), TypeError, ["keep", "str"]),
     (dict(keep=None), TypeError, ["keep"]),
     (dict(positions="sorted"), ValueError, ["positions", "original", "compact"]),
+    (dict(newlines="drop"), ValueError, ["newlines", "keep", "with_row"]),
     (dict(speed=3), TypeError, ["speed", "accepted", "keep"]),
 ]
 

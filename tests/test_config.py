@@ -35,14 +35,14 @@ def test_defaults_and_help():
     config = UniformConfig()
     assert config.keep == 0.222 and config.positions == "original"
     help_text = UniformConfig.field_help()
-    assert set(help_text) == {"keep", "positions"} and all(help_text.values())
+    assert set(help_text) == {"keep", "positions", "newlines"} and all(help_text.values())
     assert "seed" in RandomConfig.field_help()
 
 
 def test_json_round_trip_dispatches_on_method(tmp_path):
     config = RandomConfig(keep=64, seed=7, positions="compact")
     data = config.to_dict()
-    assert data == {"method": "random", "keep": 64, "positions": "compact", "seed": 7}
+    assert data == {"method": "random", "keep": 64, "positions": "compact", "newlines": "keep", "seed": 7}
     assert PruneConfig.from_dict(data) == config
     assert PruneConfig.from_json(config.to_json()) == config
     assert json.loads(config.to_json())["method"] == "random"
@@ -77,3 +77,23 @@ def test_registry_listing():
         assert row["paper"] and row["summary"]
     assert rows["uniform"]["stage"] == "pre_llm" and rows["uniform"]["needs"] == []
     assert vtprune.get_method("UNIFORM").config is UniformConfig
+
+
+@pytest.mark.parametrize(
+    "budget,sizes,expected",
+    [
+        (128, [576], [128]),
+        (128, [576, 1872], [30, 98]),  # 128 * 576/2448 = 30.1, 128 * 1872/2448 = 97.9
+        (2, [576, 10], [1, 1]),  # every part keeps one token when the budget allows
+        (1, [576, 100], [1, 0]),
+        (606, [576, 30], [576, 30]),
+        (5, [3, 1], [3, 1]),  # more budget than tokens: everything
+    ],
+)
+def test_split_budget_among_parts(budget, sizes, expected):
+    from vtprune.config import split_budget
+
+    shares = split_budget(budget, sizes)
+    assert shares == expected
+    assert sum(shares) == min(budget, sum(sizes))
+    assert all(0 <= s <= n for s, n in zip(shares, sizes))

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 POSITION_MODES = ("original", "compact")
+NEWLINE_MODES = ("keep", "with_row")
 
 C = TypeVar("C", bound="PruneConfig")
 
@@ -58,6 +59,31 @@ def resolve_budget(keep: int | float, num_tokens: int) -> int:
     return min(num_tokens, max(1, math.floor(keep * num_tokens + 0.5)))
 
 
+def split_budget(budget: int, sizes: list[int]) -> list[int]:
+    """Share an image's budget among its parts (LLaVA-NeXT: base image and high-resolution
+    grid) in proportion to their tokens, by largest remainder: the shares add up to the
+    budget, every part gets at least one token when the budget allows, none more than
+    its size."""
+    if len(sizes) == 1:
+        return [min(budget, sizes[0])]
+    total = sum(sizes)
+    exact = [budget * size / total for size in sizes]
+    shares = [min(size, max(1 if budget >= len(sizes) else 0, math.floor(e))) for e, size in zip(exact, sizes)]
+    order = sorted(range(len(sizes)), key=lambda i: exact[i] - math.floor(exact[i]), reverse=True)
+    while sum(shares) < budget:
+        grew = False
+        for i in order:
+            if sum(shares) < budget and shares[i] < sizes[i]:
+                shares[i] += 1
+                grew = True
+        if not grew:
+            break
+    while sum(shares) > budget:  # minimums overshot a tiny budget: take from the largest
+        largest = max(range(len(sizes)), key=lambda i: shares[i])
+        shares[largest] -= 1
+    return shares
+
+
 @dataclass
 class PruneConfig:
     """Fields every method shares. Subclasses add their own hyperparameters.
@@ -80,10 +106,18 @@ class PruneConfig:
         "as if the pruned tokens had never been there.",
     )
 
+    newlines: str = help_field(
+        "keep",
+        "LLaVA-NeXT / OneVision row-end tokens: 'keep' them all, or drop each 'with_row' when "
+        "none of its row's tokens is kept. Other families have none.",
+    )
+
     def __post_init__(self) -> None:
         self.keep = validate_keep(self.keep)
         if self.positions not in POSITION_MODES:
             raise ValueError(f"positions must be one of {POSITION_MODES}; got {self.positions!r}")
+        if self.newlines not in NEWLINE_MODES:
+            raise ValueError(f"newlines must be one of {NEWLINE_MODES}; got {self.newlines!r}")
 
     # -- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from functools import cached_property
 
 import torch
 
+ROW_KEY = 1 << 20  # rows per unit in a ``row_ends`` key (far above any real grid)
+
 
 @dataclass(frozen=True)
 class ImageLayout:
@@ -23,22 +25,55 @@ class ImageLayout:
     counts:     current tokens of each image, in order of appearance
     grids:      (rows, cols) full token grid of each image; rows * cols >= count
                 (equal before any pruning)
+    parents:    for models whose images come in several grids (LLaVA-NeXT: the base
+                image, then its high-resolution grid), the image each grid belongs to;
+                the "images" above are then those grids, pruned as separate units that
+                share their image's budget. Default: every grid is an image.
+    offsets:    where each unit's token indices start within its image's tokens
+    row_ends:   (B, L) long, for tokens that close a row of a unit's grid and are not
+                pruned with it (LLaVA-NeXT's newline tokens): unit * ROW_KEY + row;
+                -1 elsewhere. ``None``: no such tokens.
     """
 
     token_mask: torch.Tensor
     counts: tuple[int, ...]
     grids: tuple[tuple[int, int], ...]
+    parents: tuple[int, ...] = ()
+    offsets: tuple[int, ...] = ()
+    row_ends: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if len(self.counts) != len(self.grids):
             raise ValueError("one grid per image is required")
+        if not self.parents:
+            object.__setattr__(self, "parents", tuple(range(len(self.counts))))
+            object.__setattr__(self, "offsets", (0,) * len(self.counts))
         for count, (rows, cols) in zip(self.counts, self.grids):
             if not 1 <= count <= rows * cols:
                 raise ValueError(f"image with {count} tokens cannot have a {rows}x{cols} grid")
 
     @property
     def num_images(self) -> int:
+        """Units (grids) to prune; equal to the images except for multi-grid models."""
         return len(self.counts)
+
+    @property
+    def num_parents(self) -> int:
+        return self.parents[-1] + 1 if self.parents else 0
+
+    def budgets(self, config) -> tuple[int, ...]:
+        """Each unit's budget: its image's budget (from the image's full token count),
+        shared among the image's units in proportion to their size."""
+        from ..config import split_budget
+
+        full = [rows * cols for rows, cols in self.grids]
+        out = [0] * len(full)
+        for parent in range(self.num_parents):
+            units = [u for u, p in enumerate(self.parents) if p == parent]
+            sizes = [full[u] for u in units]
+            for unit, share in zip(units, split_budget(config.budget(sum(sizes)), sizes)):
+                out[unit] = share
+        return tuple(out)
 
     @property
     def seq_len(self) -> int:
@@ -81,11 +116,12 @@ class ImageLayout:
         first_of_sample = torch.searchsorted(sample, sample)  # images are sorted by sample
         return torch.arange(self.num_images, device=sample.device) - first_of_sample
 
-    def groups(self) -> dict[tuple[tuple[int, int], int], list[int]]:
-        """Images that share a token grid and a current token count, which a stage can
-        process as one batch: (grid, count) -> image numbers."""
-        out: dict[tuple[tuple[int, int], int], list[int]] = {}
-        for image, key in enumerate(zip(self.grids, self.counts)):
+    def groups(self, budgets: tuple[int, ...] | None = None) -> dict[tuple, list[int]]:
+        """Images that share a token grid, a current token count (and a budget, when
+        given), which a stage can process as one batch: key -> image numbers."""
+        out: dict[tuple, list[int]] = {}
+        keys = zip(self.grids, self.counts, budgets) if budgets is not None else zip(self.grids, self.counts)
+        for image, key in enumerate(keys):
             out.setdefault(key, []).append(image)
         return out
 

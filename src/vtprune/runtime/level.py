@@ -39,6 +39,7 @@ class Level:
     origin: (B, L) position of each token in the language model's input sequence
     counts: current tokens of each image (host ints)
     grids:  each image's full (rows, cols) grid
+    (images here are the layout's units; see ``ImageLayout.parents``)
     """
 
     image: torch.Tensor
@@ -49,6 +50,10 @@ class Level:
     attention_mask: torch.Tensor | None
     input_embeds: torch.Tensor  # (B, L0, D) the language model's input (merged features written in)
     input_ids: torch.Tensor | None = None  # (B, L0) its token ids, when the prompt came as ids
+    parents: tuple[int, ...] = ()
+    offsets: tuple[int, ...] = ()
+    budgets: tuple[int, ...] = ()  # each unit's budget, fixed for the whole forward
+    row_ends: torch.Tensor | None = None  # see ImageLayout.row_ends
     capture: LayerCapture | None = None
     vision: "VisionCall | None" = None  # the vision tower's run that produced the images
     _cache: dict = field(default_factory=dict)
@@ -74,14 +79,16 @@ class Level:
         origin = torch.arange(length, device=device).expand(batch, length)
         return cls(
             image.view(batch, length), token.view(batch, length), origin, layout.counts, layout.grids,
-            attention_mask, embeds, input_ids,
+            attention_mask, embeds, input_ids, layout.parents, layout.offsets, (), layout.row_ends,
         )
 
     @property
     def layout(self) -> ImageLayout:
         """The images at this level (cached)."""
         if "layout" not in self._cache:
-            self._cache["layout"] = ImageLayout(self.image >= 0, self.counts, self.grids)
+            self._cache["layout"] = ImageLayout(
+                self.image >= 0, self.counts, self.grids, self.parents, self.offsets, self.row_ends
+            )
         return self._cache["layout"]
 
     @property
@@ -137,5 +144,9 @@ class Level:
             mask,
             self.input_embeds if input_embeds is None else input_embeds,
             self.input_ids if input_embeds is None or self.input_ids is None else compaction.gather(self.input_ids, -1),
+            self.parents,
+            self.offsets,
+            self.budgets,
+            None if self.row_ends is None else compaction.gather(self.row_ends, -1).masked_fill(~compaction.valid, -1),
             vision=self.vision,
         )

@@ -85,48 +85,59 @@ class PruneRecord:
 
     @cached_property
     def _samples(self) -> list[int]:
+        """Batch row of every unit (an image, or one grid of a multi-grid image)."""
         return self.layout.sample_of_image.tolist()
 
-    def _per_sample(self, groups: list[GroupResult]) -> list[list[torch.Tensor]]:
-        """Each image's kept indices, arranged per sample in prompt order."""
-        per_image: list[torch.Tensor | None] = [None] * self.layout.num_images
-        for group in groups:
-            for row, image in enumerate(group.images):
-                per_image[image] = group.kept[row]
-        out: list[list[torch.Tensor]] = [[] for _ in range(self.batch)]
-        for image, sample in enumerate(self._samples):
-            out[sample].append(per_image[image])
+    def _per_sample(self, per_unit: list[torch.Tensor | None], fill_full: bool) -> list[list[torch.Tensor | None]]:
+        """Per-unit tensors arranged per sample and per image, a multi-grid image's units
+        joined at their offsets (``fill_full``: per-token maps, else kept-index lists)."""
+        layout = self.layout
+        out: list[list[torch.Tensor | None]] = [[] for _ in range(self.batch)]
+        for parent in range(layout.num_parents):
+            units = [u for u, p in enumerate(layout.parents) if p == parent]
+            parts = [per_unit[u] for u in units]
+            if any(part is None for part in parts):
+                joined = None if fill_full else torch.cat([p for p in parts if p is not None])
+            elif fill_full:
+                joined = torch.cat([torch.where(p >= 0, p + layout.offsets[u], p) for u, p in zip(units, parts)])
+            else:
+                joined = torch.cat([p + layout.offsets[u] for u, p in zip(units, parts)])
+            out[self._samples[units[0]]].append(joined)
         return out
+
+    def _kept(self, groups: list[GroupResult]) -> list[list[torch.Tensor]]:
+        per_unit: list[torch.Tensor | None] = [None] * self.layout.num_images
+        for group in groups:
+            for row, unit in enumerate(group.images):
+                per_unit[unit] = group.kept[row]
+        return self._per_sample(per_unit, fill_full=False)
 
     @property
     def keep_by_stage(self) -> dict[str, list[list[torch.Tensor]]]:
         """Stage ("pre_llm", "llm:K") -> per sample, per image, the kept indices after it."""
         return {
-            "pre_llm" if stage.start == 0 else f"llm:{stage.start}": self._per_sample(stage.groups)
+            "pre_llm" if stage.start == 0 else f"llm:{stage.start}": self._kept(stage.groups)
             for stage in self.stages
         }
+
+    @property
+    def last_keep(self) -> list[list[torch.Tensor]]:
+        """Per sample, per image (in prompt order): sorted kept indices into the
+        image's visual tokens, after the last stage."""
+        return self._kept(self.stages[-1].groups)
 
     @property
     def last_merge(self) -> list[list[torch.Tensor | None]]:
         """Per sample, per image: for each of the image's tokens the index of the kept
         token its features were merged into (-1: none); ``None`` for images no stage
         merged."""
-        per_image: list[torch.Tensor | None] = [None] * self.layout.num_images
+        per_unit: list[torch.Tensor | None] = [None] * self.layout.num_images
         for stage in self.stages:
             for group in stage.groups:
                 if group.merged_into is not None:
-                    for row, image in enumerate(group.images):
-                        per_image[image] = group.merged_into[row]
-        out: list[list[torch.Tensor | None]] = [[] for _ in range(self.batch)]
-        for image, sample in enumerate(self._samples):
-            out[sample].append(per_image[image])
-        return out
-
-    @property
-    def last_keep(self) -> list[list[torch.Tensor]]:
-        """Per sample, per image (in prompt order): sorted kept indices into the
-        image's visual tokens, after the last stage."""
-        return self._per_sample(self.stages[-1].groups)
+                    for row, unit in enumerate(group.images):
+                        per_unit[unit] = group.merged_into[row]
+        return self._per_sample(per_unit, fill_full=True)
 
     @property
     def stats(self) -> PruneStats:

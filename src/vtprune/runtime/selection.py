@@ -14,7 +14,7 @@ import torch
 
 from ..registry import Selection, Stage
 from ..signals import Signals
-from .layout import ImageGroup
+from .layout import ROW_KEY, ImageGroup
 from .level import Level
 
 if TYPE_CHECKING:
@@ -79,14 +79,17 @@ def run_stages(
     flat_token = level.token.reshape(-1)
     counts = list(layout.counts)
     results, merges = [], []
-    for (grid, _), images in layout.groups().items():
-        # The budget comes from the image's full token count, whatever is left of it.
-        budget = config.budget(grid[0] * grid[1])
+    for (grid, _, budget), images in layout.groups(level.budgets).items():
+        # The budget comes from the image's full token count (shared among its units),
+        # whatever is left of it at this level.
         positions = layout.image_positions(images)
         token_index = flat_token[positions]
         ordinal = layout.ordinal_of_image[list(images)]
         merged_into = None
         for stage in stages:
+            if budget == 0:  # a unit whose image's budget went to its other units
+                positions, token_index = positions[:, :0], token_index[:, :0]
+                break
             group = ImageGroup(grid, tuple(images), positions, token_index)
             signals = Signals(
                 grid=grid,
@@ -111,7 +114,22 @@ def run_stages(
         for image in images:
             counts[image] = positions.shape[1]
         results.append(GroupResult(tuple(images), token_index, merged_into))
+    if layout.row_ends is not None and config.newlines == "with_row":
+        keep &= _rows_still_present(layout, level.token, keep)
     return keep, results, tuple(counts), merges
+
+
+def _rows_still_present(layout, token: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """(B, L): False at row-end tokens whose row lost all its kept tokens."""
+    unit_of = torch.full_like(token, -1)
+    flat = unit_of.view(-1)
+    counts = torch.tensor(layout.counts, device=token.device)
+    flat[layout.flat_positions] = torch.repeat_interleave(torch.arange(layout.num_images, device=token.device), counts)
+    cols = torch.tensor([c for _, c in layout.grids], device=token.device)
+    kept_visual = keep & (unit_of >= 0)
+    key = unit_of.clamp(min=0) * ROW_KEY + torch.div(token.clamp(min=0), cols[unit_of.clamp(min=0)], rounding_mode="floor")
+    present = torch.isin(layout.row_ends, torch.where(kept_visual, key, -2))
+    return (layout.row_ends < 0) | present
 
 
 def _merged_into(

@@ -274,6 +274,7 @@ class PruningSession:
         positions = positions.expand(*positions.shape[:-2], batch, length)
 
         level = Level.at_input(forward.layout, embeds, forward.attention_mask, forward.core_inputs.get("input_ids"))
+        level.budgets = forward.layout.budgets(self.config)
         level.vision = self.adapter.match_vision_call(forward, forward.layout)
         # The images as they arrive (before any merge) identify the prompt for replay.
         visual = embeds.reshape(-1, embeds.shape[-1])[forward.layout.flat_positions]

@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from vtprune.testing import IMAGE, Image, Part, make_batch, tiny_llava, tiny_qwen2_vl
+from vtprune.testing import IMAGE, Image, Part, make_batch, tiny_llava, tiny_llava_next, tiny_llava_onevision, tiny_qwen2_vl
 
 
 @dataclass(frozen=True)
@@ -18,14 +18,22 @@ class Family:
 
     @property
     def mrope(self) -> bool:
-        return self.name != "llava"
+        return self.name.startswith("qwen")
+
+    @property
+    def anyres(self) -> bool:
+        return self.name.startswith("llava_")
 
     def image(self, i: int = 0) -> Part:
         return self.images[i % len(self.images)]
 
 
+ANYRES_IMAGES = (Image(size=(30, 60)), Image(size=(48, 48)), Image(size=(20, 20)))
+
 FAMILIES = [
     Family("llava", tiny_llava, (IMAGE,)),
+    Family("llava_next", tiny_llava_next, ANYRES_IMAGES),
+    Family("llava_onevision", tiny_llava_onevision, ANYRES_IMAGES),
     Family("qwen2_vl", lambda **kw: tiny_qwen2_vl(version="2", **kw), (Image(4, 6), Image(6, 4), Image(5, 5))),
     Family("qwen2_5_vl", lambda **kw: tiny_qwen2_vl(version="2.5", **kw), (Image(4, 6), Image(6, 4), Image(5, 5))),
 ]
@@ -53,26 +61,89 @@ def logits(model, batch) -> torch.Tensor:
         return model(**batch).logits
 
 
-def full_embeddings(model, batch) -> torch.Tensor:
-    """The language model's input for the unpruned prompt, built by hand: token
-    embeddings with the image features written at the image placeholders."""
+def image_features(model, batch) -> list[torch.Tensor]:
+    """The model's own features of each image, as it writes them into the sequence
+    (LLaVA-NeXT / OneVision: newline tokens included)."""
     core = model.model
-    embeds = core.get_input_embeddings()(batch["input_ids"])
     with torch.no_grad():
         if "image_grid_thw" in batch:
             out = core.get_image_features(batch["pixel_values"], batch["image_grid_thw"], return_dict=True)
         else:
             config = model.config
+            extra = {k: batch[k] for k in ("image_sizes", "batch_num_images") if k in batch}
             out = core.get_image_features(
                 pixel_values=batch["pixel_values"],
                 vision_feature_layer=config.vision_feature_layer,
                 vision_feature_select_strategy=config.vision_feature_select_strategy,
                 return_dict=True,
+                **extra,
             )
-    features = torch.cat(list(out.pooler_output)).to(embeds.dtype)
+    return list(out.pooler_output)
+
+
+def full_embeddings(model, batch) -> torch.Tensor:
+    """The language model's input for the unpruned prompt, built by hand: token
+    embeddings with the image features written at the image placeholders."""
+    embeds = model.model.get_input_embeddings()(batch["input_ids"])
+    features = torch.cat(image_features(model, batch)).to(embeds.dtype)
     embeds = embeds.clone()
     embeds[batch["input_ids"] == model.config.image_token_id] = features
     return embeds
+
+
+def _images_of(model, batch, sample: int) -> tuple[int, int]:
+    """(first image number, images) of prompt ``sample``: images are numbered through
+    the batch in order."""
+    if "image_grid_thw" in batch:
+        per_prompt = [int((row == model.config.vision_start_token_id).sum()) for row in batch["input_ids"]]
+    elif "image_sizes" in batch:
+        features = image_features(model, batch)
+        per_prompt, image = [], 0
+        for row in batch["input_ids"]:
+            tokens, count = int((row == model.config.image_token_id).sum()), 0
+            while tokens > 0:
+                tokens -= features[image].shape[0]
+                image, count = image + 1, count + 1
+            per_prompt.append(count)
+    else:
+        vision = model.config.vision_config
+        per_image = (vision.image_size // vision.patch_size) ** 2
+        per_prompt = [int((row == model.config.image_token_id).sum()) // per_image for row in batch["input_ids"]]
+    return sum(per_prompt[:sample]), per_prompt[sample]
+
+
+def image_slots(model, batch, sample: int) -> list[torch.Tensor]:
+    """Per image of prompt ``sample``: the sequence positions of its prunable tokens, in
+    order (LLaVA-NeXT / OneVision newline tokens are not among them)."""
+    first, count = _images_of(model, batch, sample)
+    features = image_features(model, batch)[first : first + count]
+    positions = torch.nonzero(batch["input_ids"][sample] == model.config.image_token_id).flatten()
+    newline = getattr(model.model, "image_newline", None)
+    slots, start = [], 0
+    for feature in features:
+        mine = positions[start : start + feature.shape[0]]
+        if newline is not None:
+            mine = mine[~(feature == newline.to(feature.dtype)).all(-1)]
+        slots.append(mine)
+        start += feature.shape[0]
+    return slots
+
+
+def image_token_counts(model, batch, sample: int) -> list[int]:
+    """Prunable tokens of each image of prompt ``sample``, in order."""
+    return [len(slot) for slot in image_slots(model, batch, sample)]
+
+
+def kept_sequence_index(model, batch, last_keep, sample: int) -> torch.Tensor:
+    """Sequence positions of prompt ``sample`` that survive pruning: its real text
+    tokens (newlines too) and the kept tokens of each of its images, in order."""
+    ids = batch["input_ids"][sample]
+    keep = batch["attention_mask"][sample].bool().clone()
+    for slot, kept in zip(image_slots(model, batch, sample), last_keep[sample]):
+        dropped = torch.ones(len(slot), dtype=torch.bool)
+        dropped[kept] = False
+        keep[slot[dropped]] = False
+    return torch.nonzero(keep).flatten()
 
 
 def full_positions(model, batch) -> torch.Tensor:
@@ -87,31 +158,3 @@ def full_positions(model, batch) -> torch.Tensor:
         )
         return positions
     return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
-
-
-def image_token_counts(model, batch, sample: int) -> list[int]:
-    """Tokens of each image of prompt ``sample``, in order."""
-    ids = batch["input_ids"][sample]
-    if "image_grid_thw" not in batch:
-        vision = model.config.vision_config
-        per_image = (vision.image_size // vision.patch_size) ** 2
-        return [per_image] * (int((ids == model.config.image_token_id).sum()) // per_image)
-    # Images are numbered through the batch in order: find this prompt's grids.
-    per_prompt = [int((row == model.config.vision_start_token_id).sum()) for row in batch["input_ids"]]
-    first = sum(per_prompt[:sample])
-    grids = batch["image_grid_thw"][first : first + per_prompt[sample]]
-    return [t * h * w // 4 for t, h, w in grids.tolist()]
-
-
-def kept_sequence_index(model, batch, last_keep, sample: int) -> torch.Tensor:
-    """Sequence positions of prompt ``sample`` that survive pruning: its real text
-    tokens and the kept tokens of each of its images, in order."""
-    ids = batch["input_ids"][sample]
-    is_image = ids == model.config.image_token_id
-    image_positions = torch.nonzero(is_image).flatten()
-    keep = batch["attention_mask"][sample].bool() & ~is_image
-    start = 0
-    for count, kept in zip(image_token_counts(model, batch, sample), last_keep[sample]):
-        keep[image_positions[start + kept]] = True
-        start += count
-    return torch.nonzero(keep).flatten()

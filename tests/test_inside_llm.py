@@ -9,7 +9,17 @@ import vtprune
 from vtprune.testing import make_batch
 
 import probes
-from helpers import FAMILIES, FAMILY_IDS, full_embeddings, full_positions, greedy, image_token_counts, logits
+from helpers import (
+    FAMILIES,
+    FAMILY_IDS,
+    full_embeddings,
+    full_positions,
+    greedy,
+    image_slots,
+    image_token_counts,
+    kept_sequence_index,
+    logits,
+)
 
 
 @pytest.fixture(scope="module", params=FAMILIES, ids=FAMILY_IDS)
@@ -32,19 +42,6 @@ def _clean(model):
 
 def prompts_of(family):
     return [[5, family.image(0), 7], [3, family.image(1), 2, family.image(2), 4], [9]]
-
-
-def sequence_index(model, batch, sample, keep_lists):
-    """Positions of prompt ``sample`` that a set of per-image keep lists leaves."""
-    ids = batch["input_ids"][sample]
-    is_image = ids == model.config.image_token_id
-    image_positions = torch.nonzero(is_image).flatten()
-    keep = batch["attention_mask"][sample].bool() & ~is_image
-    start = 0
-    for count, kept in zip(image_token_counts(model, batch, sample), keep_lists):
-        keep[image_positions[start + kept]] = True
-        start += count
-    return torch.nonzero(keep).flatten()
 
 
 # 1. recomputed attention rows equal eager attention --------------------------------------------
@@ -70,17 +67,19 @@ def test_attention_rows_match_eager(family, model, k):
             checked += 1
         assert rows.shape[0] == last.shape[0]
     # Compare image by image through the batch: the groups cover every image once.
-    images = []
+    images = []  # (sample, columns, instruction rows) per pruning unit
+    vision = model.config.vision_config
+    side = vision.image_size // vision.patch_size if family.anyres else 0
     for sample in range(len(prompts_of(family))):
         ids = batch["input_ids"][sample]
-        positions = torch.nonzero(ids == model.config.image_token_id).flatten()
-        start = 0
-        for count in image_token_counts(model, batch, sample):
-            cols = positions[start : start + count]
-            after = torch.arange(length) > cols.max()
-            text = mask[sample].bool() & (ids != model.config.image_token_id) & after
-            images.append((sample, cols, torch.nonzero(text).flatten()))
-            start += count
+        placeholder = ids == model.config.image_token_id
+        for cols in image_slots(model, batch, sample):
+            # The instruction: the real text after the image's placeholders.
+            end = int(cols.min()) + int(torch.cumprod(placeholder[int(cols.min()):].long(), 0).sum())
+            text = torch.nonzero(mask[sample].bool() & ~placeholder & (torch.arange(length) >= end)).flatten()
+            # LLaVA-NeXT / OneVision prune the base grid and the high-resolution grid apart.
+            units = [cols[: side * side], cols[side * side :]] if family.anyres and len(cols) > side * side else [cols]
+            images += [(sample, unit, text) for unit in units]
     expected_last = [attentions[s, length - 1, cols] for s, cols, _ in images]
     expected_rows = [attentions[s][q][:, cols] for s, cols, q in images]
     got_last = [row for seen in probes.SEEN for row in seen[f"attn_last@llm:{k}"]]
@@ -117,8 +116,8 @@ def test_inside_prefill_equals_reference(family, before):
     handle = vtprune.prune(model, probes.ProbeConfig(keep=0.3, layers=(2,), before=before))
     pruned = logits(model, {**batch, "position_ids": positions})
     first, last = handle.keep_by_stage["pre_llm"][0], handle.last_keep[0]
-    entry = sequence_index(model, batch, 0, first)  # what enters the LLM
-    inside = sequence_index(model, batch, 0, last)  # what layers 3 and 4 see
+    entry = kept_sequence_index(model, batch, {0: first}, 0)  # what enters the LLM
+    inside = kept_sequence_index(model, batch, {0: last}, 0)  # what layers 3 and 4 see
     layers = model.model.language_model.layers
     with torch.no_grad():
         hidden = _layer_pass(model, layers[:2], embeds[:, entry], positions[..., entry])

@@ -54,7 +54,7 @@ def expected_counts(handle, n: int) -> tuple[int, int]:
 
 @pytest.mark.parametrize("keep", KEEPS)
 @pytest.mark.parametrize("method", METHODS)
-def test_method_on_model(model, prompts, reference, method, keep):
+def test_method_on_model(family, model, prompts, reference, method, keep):
     batch, reference_logits, reference_tokens = reference
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ATP's text-tower fallback notice
@@ -70,9 +70,9 @@ def test_method_on_model(model, prompts, reference, method, keep):
             assert k.tolist() == sorted(set(k.tolist())) and (k.numel() == 0 or (0 <= int(k.min()) and int(k.max()) < n))
             if method != "pdrop":
                 assert len(k) == expected_counts(handle, n)[1]
-        if method == "pdrop":  # keep is an average over the layers
+        if method == "pdrop":  # keep is an average over the layers, within a token per grid
             target = sum(handle.config.budget(n) for n in counts)
-            assert abs(stats.layer_avg[sample] - target) <= len(counts)
+            assert abs(stats.layer_avg[sample] - target) <= len(counts) * (2 if family.anyres else 1)
         else:
             assert stats.llm_input[sample] == sum(expected_counts(handle, n)[0] for n in counts)
 

@@ -22,11 +22,13 @@ TEXT_IDS = (3, 240)  # random text tokens are drawn from this id range
 
 @dataclass(frozen=True)
 class Image:
-    """An image in a prompt. ``rows`` x ``cols`` is its grid of LLM tokens (Qwen2-VL
-    only; LLaVA images always have the vision tower's fixed grid)."""
+    """An image in a prompt. ``rows`` x ``cols`` is its grid of LLM tokens (Qwen2-VL);
+    ``size`` its (height, width) in pixels (LLaVA-NeXT / OneVision, which tile it by
+    size); LLaVA-1.5 images always have the vision tower's fixed grid."""
 
     rows: int = 0
     cols: int = 0
+    size: tuple[int, int] | None = None
 
 
 IMAGE = Image()
@@ -100,6 +102,55 @@ def tiny_qwen2_vl(
     return _finish(model, seed, dtype, scale=2.0)
 
 
+ANYRES_PINPOINTS = [[24, 48], [48, 24], [48, 48], [24, 72], [72, 24]]
+
+
+def tiny_llava_next(seed: int = 0, dtype: torch.dtype = torch.float32, *, layers: int = 2, attn: str = "sdpa") -> nn.Module:
+    """A LlavaNextForConditionalGeneration: CLIP tiles of 24 px (6 x 6 tokens), anyres."""
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration
+
+    vision = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=24, patch_size=4,
+        projection_dim=32,
+    )
+    text = LlamaConfig(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=layers, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=4096, pad_token_id=PAD_ID,
+    )
+    config = LlavaNextConfig(
+        vision_config=vision, text_config=text, image_token_index=255, image_grid_pinpoints=ANYRES_PINPOINTS,
+        vision_feature_layer=-2, vision_feature_select_strategy="default", projector_hidden_act="gelu",
+    )
+    torch.manual_seed(seed)
+    model = LlavaNextForConditionalGeneration._from_config(config, attn_implementation=attn)
+    return _finish(model, seed, dtype, scale=2.0)
+
+
+def tiny_llava_onevision(
+    seed: int = 0, dtype: torch.dtype = torch.float32, *, layers: int = 2, attn: str = "sdpa"
+) -> nn.Module:
+    """A LlavaOnevisionForConditionalGeneration: SigLIP tiles (no CLS) of 24 px, a Qwen2
+    language model, anyres with "anyres_max_2" so large images are also shrunk."""
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, Qwen2Config, SiglipVisionConfig
+
+    vision = SiglipVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=24, patch_size=4,
+        vision_use_head=False,
+    )
+    text = Qwen2Config(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=layers, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=4096, pad_token_id=PAD_ID,
+    )
+    config = LlavaOnevisionConfig(
+        vision_config=vision, text_config=text, image_token_index=255, video_token_index=254,
+        image_grid_pinpoints=ANYRES_PINPOINTS, vision_feature_layer=-1, vision_feature_select_strategy="full",
+        vision_aspect_ratio="anyres_max_2",
+    )
+    torch.manual_seed(seed)
+    model = LlavaOnevisionForConditionalGeneration._from_config(config, attn_implementation=attn)
+    return _finish(model, seed, dtype, scale=2.0)
+
+
 def make_batch(
     model: nn.Module, prompts: Sequence[Sequence[Part]], seeds: Sequence[int] | None = None
 ) -> dict[str, torch.Tensor]:
@@ -112,16 +163,25 @@ def make_batch(
     seeds = list(range(len(prompts))) if seeds is None else list(seeds)
     config = model.config
     qwen = hasattr(config.vision_config, "spatial_merge_size")
+    anyres = getattr(config, "image_grid_pinpoints", None) is not None
     dtype = next(model.parameters()).dtype
-    rows, pixels, grids, types = [], [], [], []
+    rows, pixels, grids, types, sizes, per_prompt = [], [], [], [], [], []
     for seed, prompt in zip(seeds, prompts):
         gen = torch.Generator().manual_seed(seed)
         ids: list[int] = []
         kinds: list[int] = []
+        images_here = sum(1 for part in prompt if not isinstance(part, int))
+        per_prompt.append(images_here)
         for part in prompt:
             if isinstance(part, int):
                 ids += torch.randint(*TEXT_IDS, (part,), generator=gen).tolist()
                 kinds += [0] * part
+            elif anyres:
+                tiles, tokens = _anyres_image(model, part, gen, images_here)
+                pixels.append(tiles)
+                sizes.append(list(part.size))
+                ids += [config.image_token_id] * tokens
+                kinds += [1] * tokens
             elif qwen:
                 patches, tokens = _qwen_image(config, part, gen)
                 pixels.append(patches)
@@ -146,7 +206,17 @@ def make_batch(
         attention_mask[b, length - len(ids):] = 1
         token_types[b, length - len(ids):] = torch.tensor(kinds)
     batch = {"input_ids": input_ids, "attention_mask": attention_mask}
-    if qwen:
+    if anyres:
+        if pixels:
+            most = max(t.shape[0] for t in pixels)
+            padded = torch.zeros(len(pixels), most, *pixels[0].shape[1:])
+            for i, tiles in enumerate(pixels):
+                padded[i, : tiles.shape[0]] = tiles
+            batch["pixel_values"] = padded.to(dtype)
+            batch["image_sizes"] = torch.tensor(sizes)
+            if "Onevision" in type(model).__name__:
+                batch["batch_num_images"] = torch.tensor(per_prompt)
+    elif qwen:
         batch["mm_token_type_ids"] = token_types
         if pixels:
             batch["pixel_values"] = torch.cat(pixels).to(dtype)
@@ -154,6 +224,20 @@ def make_batch(
     elif pixels:
         batch["pixel_values"] = torch.stack(pixels).to(dtype)
     return batch
+
+
+def _anyres_image(model: nn.Module, part: Image, gen: torch.Generator, images_in_prompt: int) -> tuple[torch.Tensor, int]:
+    """Random tiles for an image of ``part.size`` and its placeholder count, both as the
+    model computes them (OneVision tiles only prompts with one image)."""
+    from .models import adapter_for
+
+    if part.size is None:
+        raise ValueError("a LLaVA-NeXT / OneVision image needs its size: Image(size=(height, width))")
+    adapter = adapter_for(model)
+    tiled = images_in_prompt == 1 or "Onevision" not in type(model).__name__
+    tiles, _, _ = adapter.image_grids(tuple(part.size), tiled)
+    side = model.config.vision_config.image_size
+    return torch.randn(tiles, 3, side, side, generator=gen), adapter.token_count(part.size, tiled)
 
 
 def _qwen_image(config, part: Image, gen: torch.Generator) -> tuple[torch.Tensor, int]:

@@ -30,6 +30,7 @@ class Forward:
 
     core_inputs: dict[str, Any]
     vision_calls: tuple[Any, ...] = ()
+    encoder_calls: tuple[dict, ...] = ()  # what the image encoder was called with (see records_encoder)
     inputs_embeds: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
     layout: ImageLayout | None = None
@@ -55,6 +56,7 @@ class ModelAdapter:
     family: ClassVar[str] = ""
     model_classes: ClassVar[tuple[str, ...]] = ()
     position_rows: ClassVar[int] = 1  # 1: (B, L) RoPE ids; 3: (3, B, L) M-RoPE ids
+    records_encoder: ClassVar[bool] = False  # record the arguments of core.get_image_features
     signals: ClassVar[frozenset[str]] = frozenset(
         {"visual", "text_embeds", "text_mask", "text_relevance", "attn_rows", "attn_last", "hidden", "keys"}
     )
@@ -80,6 +82,10 @@ class ModelAdapter:
     def vision_call(self, args: tuple, kwargs: dict) -> Any:
         """What to remember of one call of the vision tower (default: nothing)."""
         return None
+
+    def encoder_call(self, args: tuple, kwargs: dict) -> dict:
+        """What to remember of a call of ``core.get_image_features`` (``records_encoder``)."""
+        return {}
 
     def install_vision_capture(self, record: Callable[[str, Any], None]) -> list[Any]:
         """Hooks inside the vision tower that ``record(name, value)`` what the vision
@@ -262,6 +268,8 @@ class ModelAdapter:
         sample = torch.div(positions[:, 0], length, rounding_mode="floor")
         last_visual = positions.max(dim=1).values - sample * length
         text = level.image[sample] < 0  # (I, L) text and padding
+        if level.row_ends is not None:
+            text &= level.row_ends[sample] == -1  # image tokens outside the grids are not text
         if level.attention_mask is not None:
             text &= level.attention_mask[sample].bool()
         column = torch.arange(length, device=embeds.device)

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..runtime.layout import ImageLayout
 from ..runtime.vision import VisionCall
+from . import vit_tiles
 from .base import Forward, ModelAdapter
 
 
@@ -21,7 +22,7 @@ class LlavaAdapter(ModelAdapter):
     family = "llava"
     model_classes = ("LlavaForConditionalGeneration", "LlavaModel")
     position_rows = 1
-    signals = ModelAdapter.signals | {"vision_saliency", "vision_keys", "vision_features"}
+    signals = ModelAdapter.signals | vit_tiles.TILE_SIGNALS
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
@@ -47,32 +48,8 @@ class LlavaAdapter(ModelAdapter):
         pixel_values = args[0] if args else kwargs.get("pixel_values")
         return None if pixel_values is None else int(pixel_values.shape[0])  # images in the call
 
-    def _feature_layer(self) -> nn.Module:
-        """The encoder layer whose output LLaVA feeds the projector."""
-        index = self.config.vision_feature_layer
-        layers = self._encoder_layers()
-        if not isinstance(index, int):
-            raise ValueError(f"vision signals need one vision_feature_layer; this model reads {index}")
-        # hidden_states[0] is the embedding output; hidden_states[j] the output of layer j - 1.
-        position = index if index >= 0 else len(layers) + 1 + index
-        if not 1 <= position <= len(layers):
-            raise ValueError(f"vision_feature_layer={index} is not an encoder layer's output")
-        return layers[position - 1]
-
-    def _encoder_layers(self) -> nn.ModuleList:
-        tower = self.core.vision_tower
-        return getattr(tower, "vision_model", tower).encoder.layers  # nested in older releases
-
     def install_vision_capture(self, record: Callable[[str, Any], None]) -> list[Any]:
-        layer = self._feature_layer()
-        first = lambda out: out[0] if isinstance(out, tuple) else out  # noqa: E731
-        return [
-            layer.register_forward_pre_hook(lambda m, args: record("layer_in", args[0])),
-            layer.self_attn.k_proj.register_forward_hook(lambda m, args, out: record("keys", out)),
-            layer.register_forward_hook(lambda m, args, out: record("layer_out", first(out))),
-            # The final layer's patches, which CLIP's projection head was trained on.
-            self._encoder_layers()[-1].register_forward_hook(lambda m, args, out: record("last_out", first(out))),
-        ]
+        return vit_tiles.install_capture(self.core.vision_tower, self.config.vision_feature_layer, record)
 
     def check_text_tower(self) -> None:
         """CLIP towers have a text counterpart: nothing to refuse."""
@@ -82,8 +59,7 @@ class LlavaAdapter(ModelAdapter):
         (post layer norm, projected) and the CLIP text embedding of the instruction."""
         call, tower = level.vision, self.text_tower
         if "clip_image" not in call.cache:
-            tower_module = self.core.vision_tower
-            post_ln = getattr(tower_module, "vision_model", tower_module).post_layernorm
+            post_ln = vit_tiles.post_layernorm(self.core.vision_tower)
             call.cache["clip_image"] = tower.image_embeddings(post_ln(call.captures["last_out"][:, 1:]))
         patches = call.cache["clip_image"][list(group.images)]
         patches = patches.gather(1, group.token_index[..., None].expand(-1, -1, patches.shape[-1]))
@@ -91,22 +67,8 @@ class LlavaAdapter(ModelAdapter):
         return (patches * text[:, None, :]).sum(-1)
 
     def vision_signal(self, name: str, call: VisionCall) -> torch.Tensor:
-        """Signals of the layer LLaVA reads; its first token is CLS, the rest the grid."""
-        captures = call.captures
-        if name == "vision_features":
-            return captures["layer_out"][:, 1:]
-        if name == "vision_keys":
-            return captures["keys"][:, 1:]
-        # vision_saliency: the CLS token's attention row in that layer, heads averaged,
-        # recomputed from the layer's input and keys (no eager attention needed).
-        layer = self._feature_layer()
-        attn = layer.self_attn
-        hidden, keys = captures["layer_in"], captures["keys"]
-        images, tokens, _ = keys.shape
-        query = attn.q_proj(layer.layer_norm1(hidden[:, :1])).view(images, 1, attn.num_heads, attn.head_dim)
-        keys = keys.view(images, tokens, attn.num_heads, attn.head_dim)
-        scores = torch.einsum("iqhd,ikhd->ihqk", query.float(), keys.float()) * attn.scale
-        return torch.softmax(scores, dim=-1).mean(dim=1)[:, 0, 1:]
+        """Signals of the vision layer LLaVA reads: each image is one tile."""
+        return vit_tiles.tile_signal(name, call.captures, self.core.vision_tower, self.config.vision_feature_layer)
 
     def layout(self, forward: Forward) -> ImageLayout | None:
         if not forward.has_image_features:

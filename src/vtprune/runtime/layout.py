@@ -30,9 +30,10 @@ class ImageLayout:
                 the "images" above are then those grids, pruned as separate units that
                 share their image's budget. Default: every grid is an image.
     offsets:    where each unit's token indices start within its image's tokens
-    row_ends:   (B, L) long, for tokens that close a row of a unit's grid and are not
-                pruned with it (LLaVA-NeXT's newline tokens): unit * ROW_KEY + row;
-                -1 elsewhere. ``None``: no such tokens.
+    row_ends:   (B, L) long, for image tokens that are not pruned as part of a grid
+                (LLaVA-NeXT's newline tokens): unit * ROW_KEY + row for a token closing
+                that row, -2 for one closing no row; -1 elsewhere. ``None``: no such
+                tokens.
     """
 
     token_mask: torch.Tensor

@@ -16,6 +16,7 @@ ids, and this module maps them onto the compacted cache at every step.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import weakref
 from collections import deque
@@ -118,6 +119,7 @@ class PruningSession:
         self._memory: PromptMemory | None = None
         self._signature = inspect.signature(adapter.core.forward)
         self._vision_calls: deque[VisionCall] = deque(maxlen=4)
+        self._encoder_calls: deque[dict] = deque(maxlen=4)
         self._handles: list[Any] = []
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -128,15 +130,37 @@ class PruningSession:
             self.adapter.core.register_forward_pre_hook(self._before_core, with_kwargs=True),
             self.adapter.language_model.register_forward_pre_hook(self._before_language_model, with_kwargs=True),
         ]
+        if self.adapter.records_encoder:
+            self._wrap_image_encoder()
         if self.layer_stages is not None:
             self.layer_stages.install()
             # Layer passes live for one forward of the language model only.
             self._handles.append(self.adapter.language_model.register_forward_hook(self._after_language_model))
 
+    def _wrap_image_encoder(self) -> None:
+        """Record the arguments of this instance's ``get_image_features`` (``generate``
+        encodes the images before the prefill and then drops arguments such as
+        ``image_sizes`` that the grids depend on). An attribute of the instance, which
+        shadows the class's method for this model only and is deleted on removal."""
+        core = self.adapter.core
+        original = core.get_image_features
+
+        @functools.wraps(original)
+        def recorded(*args: Any, **kwargs: Any) -> Any:
+            if self.enabled:
+                self._encoder_calls.append(self.adapter.encoder_call(args, kwargs))
+            return original(*args, **kwargs)
+
+        recorded.__vtprune__ = True
+        core.__dict__["get_image_features"] = recorded
+
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        core = self.adapter.core
+        if getattr(core.__dict__.get("get_image_features"), "__vtprune__", False):
+            del core.__dict__["get_image_features"]
         if self.layer_stages is not None:
             self.layer_stages.remove()
         self.reset()
@@ -147,6 +171,7 @@ class PruningSession:
         self._state = None
         self._memory = None
         self._vision_calls.clear()
+        self._encoder_calls.clear()
         if self.layer_stages is not None:
             self.layer_stages.reset()
 
@@ -207,6 +232,7 @@ class PruningSession:
 
         forward.inputs_embeds = embeds
         forward.vision_calls = tuple(self._vision_calls)  # including a run inside this forward
+        forward.encoder_calls = tuple(self._encoder_calls)
         forward.attention_mask = mask[:, -length:] if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
         layout = self.adapter.layout(forward)
         if layout is None and state is None:

@@ -1,0 +1,218 @@
+"""Adapters for LLaVA-NeXT (``LlavaNextForConditionalGeneration``) and LLaVA-OneVision
+(``LlavaOnevisionForConditionalGeneration``).
+
+An image is a base tile (the whole image at the tower's resolution) plus, with
+"anyres", high-resolution tiles. The model writes, per image: the base tile's grid
+(side x side tokens), then the tiles' grids stitched into one grid, with the rows or
+columns that only padding produced removed (OneVision may also shrink it, "anyres_max"),
+each row followed by a newline token. An image that is not tiled (OneVision prompts with
+several images) is its base grid and one newline.
+
+vtprune prunes the base grid and the high-resolution grid as two units that share the
+image's budget in proportion to their tokens (``ImageLayout.parents``); an image's
+token indices (``last_keep``) run over the base grid, then the high-resolution grid,
+without the newlines. Newline tokens are kept, or, with ``newlines="with_row"``, dropped
+with a row none of whose tokens is kept.
+
+The grid of every image is taken from the model's own code: index maps are passed
+through its ``pack_image_features``, so the adapter follows exactly what the model does
+(tiling, unpadding, shrinking), and so do the vision signals, which are the tiles'
+signals packed the same way.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..runtime.layout import ROW_KEY, ImageLayout
+from ..runtime.vision import VisionCall
+from . import vit_tiles
+from .base import Forward, ModelAdapter
+
+
+class LlavaNextAdapter(ModelAdapter):
+    family = "llava_next"
+    model_classes = ("LlavaNextForConditionalGeneration", "LlavaNextModel")
+    position_rows = 1
+    signals = ModelAdapter.signals | vit_tiles.TILE_SIGNALS
+    records_encoder = True  # generate drops image_sizes before the prefill: record them
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__(model)
+        vision = self.config.vision_config
+        self.side = int(vision.image_size) // int(vision.patch_size)
+        self._grid_cache: dict[tuple, tuple[int, int, int]] = {}
+        tower = self.core.vision_tower
+        strategy = getattr(self.config, "vision_feature_select_strategy", "default")
+        if vit_tiles.has_cls(tower) != (strategy == "default"):
+            raise ValueError(
+                f"vision_feature_select_strategy={strategy!r} with a tower "
+                f"{'with' if vit_tiles.has_cls(tower) else 'without'} a CLS token leaves the tiles "
+                "off their patch grid; accepted: 'default' for CLIP towers, 'full' for SigLIP ones"
+            )
+
+    @property
+    def vision_module(self) -> nn.Module:
+        return self.core.vision_tower
+
+    def vision_call(self, args: tuple, kwargs: dict) -> Any:
+        pixel_values = args[0] if args else kwargs.get("pixel_values")
+        return None if pixel_values is None else int(pixel_values.shape[0])  # tiles in the call
+
+    def encoder_call(self, args: tuple, kwargs: dict) -> dict:
+        """What ``get_image_features`` was called with that the grids depend on."""
+        bound = inspect.signature(self.core.get_image_features).bind_partial(*args, **kwargs).arguments
+        sizes = bound.get("image_sizes")
+        counts = bound.get("batch_num_images")
+        return {
+            "image_sizes": None if sizes is None else [tuple(int(v) for v in s) for s in sizes.tolist()],
+            "batch_num_images": None if counts is None else [int(c) for c in torch.as_tensor(counts).tolist()],
+        }
+
+    # -- grids -------------------------------------------------------------------------
+    def _tiled(self, sizes: list[tuple[int, int]], per_prompt: list[int] | None) -> list[bool]:
+        """Which images are tiled (OneVision tiles only prompts with a single image)."""
+        if per_prompt is None or not self._tiles_single_images_only:
+            return [True] * len(sizes)
+        return [n == 1 for n in per_prompt for _ in range(n)]
+
+    _tiles_single_images_only = False
+
+    def _tile_count(self, size: tuple[int, int], tiled: bool) -> int:
+        from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
+
+        if not tiled:
+            return 1
+        return image_size_to_num_patches(
+            image_size=list(size), grid_pinpoints=self.config.image_grid_pinpoints,
+            patch_size=self.config.vision_config.image_size,
+        )
+
+    def _pack(self, tile_maps: list[torch.Tensor], sizes: list[tuple[int, int]], newline: torch.Tensor | None):
+        """The model's own packing of per-tile maps (tiles, side*side, C) into each image's
+        token sequence."""
+        return self.core.pack_image_features(
+            tile_maps, torch.tensor(sizes), **self._pack_options(), image_newline=newline
+        )[0]
+
+    def _pack_options(self) -> dict:
+        return {"vision_feature_select_strategy": getattr(self.config, "vision_feature_select_strategy", "default")}
+
+    def image_grids(self, size: tuple[int, int], tiled: bool) -> tuple[int, int, int]:
+        """(tiles, high-resolution rows, columns) of an image of ``size`` (rows 0: no
+        high-resolution grid); the model's packing of an index map tells. Cached."""
+        key = (tuple(size), tiled)
+        if key not in self._grid_cache:
+            self._grid_cache[key] = self._measure_grids(tuple(size), tiled)
+        return self._grid_cache[key]
+
+    def _measure_grids(self, size: tuple[int, int], tiled: bool) -> tuple[int, int, int]:
+        tiles = self._tile_count(size, tiled)
+        per_tile = self.side * self.side
+        index = torch.arange(tiles * per_tile, dtype=torch.float32).view(tiles, per_tile, 1)
+        packed = self._pack([index], [size], torch.tensor([-1.0]))[0][:, 0]
+        newlines = int((packed == -1).sum())
+        extra = packed.numel() - per_tile
+        if tiles == 1 or extra == newlines == 1:
+            return tiles, 0, 0
+        return tiles, newlines, (extra - newlines) // newlines
+
+    def token_count(self, size: tuple[int, int], tiled: bool = True) -> int:
+        """Placeholder tokens of an image: base grid + rows x (columns + newline)."""
+        _, rows, cols = self.image_grids(tuple(size), tiled)
+        return self.side * self.side + (rows * (cols + 1) if rows else 1)
+
+    def _image_info(self, forward: Forward) -> tuple[list[tuple[int, int]], list[bool]] | None:
+        inputs = forward.core_inputs
+        sizes, per_prompt = inputs.get("image_sizes"), inputs.get("batch_num_images")
+        if sizes is not None:
+            sizes = [tuple(int(v) for v in s) for s in torch.as_tensor(sizes).tolist()]
+            per_prompt = None if per_prompt is None else [int(c) for c in torch.as_tensor(per_prompt).tolist()]
+        else:
+            count = len(forward.encoded_images or ())
+            record = next((r for r in reversed(forward.encoder_calls) if r["image_sizes"] and len(r["image_sizes"]) == count), None)
+            if record is None:
+                raise RuntimeError(
+                    "the images' sizes are unknown: pass image_sizes with precomputed image features, "
+                    "or compute them with this model's get_image_features while pruning is on"
+                )
+            sizes, per_prompt = record["image_sizes"], record["batch_num_images"]
+        return sizes, self._tiled(sizes, per_prompt)
+
+    def layout(self, forward: Forward) -> ImageLayout | None:
+        if not forward.has_image_features:
+            return None
+        sizes, tiled = self._image_info(forward)
+        if not sizes:
+            return None
+        placeholders = self.image_token_mask(forward)
+        per_tile = self.side * self.side
+        counts, grids, parents, offsets, kinds = [], [], [], [], []
+        for image, (size, tile) in enumerate(zip(sizes, tiled)):
+            _, rows, cols = self.image_grids(tuple(size), tile)
+            # Token kinds along the image's placeholders: unit number, -(row key + 2) for
+            # a newline closing a row of a unit, -1 for a newline closing an untiled image.
+            base_unit = len(counts)
+            counts.append(per_tile), grids.append((self.side, self.side)), parents.append(image), offsets.append(0)
+            kind = [base_unit] * per_tile
+            if rows:
+                unit = len(counts)
+                counts.append(rows * cols), grids.append((rows, cols)), parents.append(image), offsets.append(per_tile)
+                for row in range(rows):
+                    kind += [unit] * cols + [-(unit * ROW_KEY + row) - 2]
+            else:
+                kind += [-1]  # the newline closing an untiled image: never pruned
+            kinds += kind
+        kinds = torch.tensor(kinds, device=placeholders.device)
+        flat = placeholders.reshape(-1)
+        where = torch.argsort((~flat).to(torch.uint8), stable=True)[: len(kinds)]
+        token_mask = torch.zeros_like(flat)
+        token_mask[where] = kinds >= 0
+        row_ends = torch.full(flat.shape, -1, dtype=torch.long, device=flat.device)
+        row_ends[where] = torch.where(kinds < -1, -kinds - 2, torch.where(kinds == -1, -2, -1))
+        shape = placeholders.shape
+        return ImageLayout(
+            token_mask.view(shape), tuple(counts), tuple(grids), tuple(parents), tuple(offsets), row_ends.view(shape)
+        )
+
+    # -- vision signals -------------------------------------------------------------------
+    def install_vision_capture(self, record: Callable[[str, Any], None]) -> list[Any]:
+        return vit_tiles.install_capture(self.core.vision_tower, self.config.vision_feature_layer, record)
+
+    def match_vision_call(self, forward: Forward, layout: ImageLayout) -> VisionCall | None:
+        sizes, tiled = self._image_info(forward)
+        tiles = sum(self._tile_count(tuple(s), t) for s, t in zip(sizes, tiled))
+        for call in reversed(forward.vision_calls):
+            if call.info == tiles:
+                call.cache.setdefault("images", (sizes, tiled))
+                return call
+        return None
+
+    def vision_signal(self, name: str, call: VisionCall) -> torch.Tensor:
+        """Per unit (base grid, high-resolution grid, per image), padded: the tiles'
+        signals packed like the model packs the tiles' features."""
+        per_tile = vit_tiles.tile_signal(name, call.captures, self.core.vision_tower, self.config.vision_feature_layer)
+        flat = per_tile if per_tile.dim() == 3 else per_tile[..., None]
+        sizes, tiled = call.cache["images"]
+        tiles = [self._tile_count(tuple(s), t) for s, t in zip(sizes, tiled)]
+        packed = self._pack(list(flat.split(tiles)), [tuple(s) for s in sizes], None)
+        units = []
+        for sequence in packed:
+            units.append(sequence[: self.side * self.side])
+            if sequence.shape[0] > self.side * self.side:
+                units.append(sequence[self.side * self.side :])
+        padded = torch.nn.utils.rnn.pad_sequence(units, batch_first=True)
+        return padded if per_tile.dim() == 3 else padded[..., 0]
+
+
+class LlavaOnevisionAdapter(LlavaNextAdapter):
+    family = "llava_onevision"
+    model_classes = ("LlavaOnevisionForConditionalGeneration", "LlavaOnevisionModel")
+    _tiles_single_images_only = True
+
+    def _pack_options(self) -> dict:
+        return {"vision_aspect_ratio": getattr(self.config, "vision_aspect_ratio", "anyres_max_9")}

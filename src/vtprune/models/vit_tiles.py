@@ -1,0 +1,88 @@
+"""Signals of a CLIP- or SigLIP-style vision tower that encodes fixed-size tiles.
+
+LLaVA-1.5 encodes each image as one tile, LLaVA-NeXT and OneVision as a base tile plus
+high-resolution tiles. The signals come from the encoder layer whose output the model
+projects (``vision_feature_layer``), captured as it runs, per tile:
+
+* ``vision_saliency``: the CLS token's attention row over the patches (CLIP), or, for
+  towers without CLS (SigLIP), the mean attention each patch receives; heads averaged,
+  recomputed from the layer's input and keys rather than from eager attention;
+* ``vision_keys``: that layer's keys of the patches (heads concatenated);
+* ``vision_features``: that layer's output for the patches (what the projector reads).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+TILE_SIGNALS = frozenset({"vision_saliency", "vision_keys", "vision_features"})
+
+
+def _inner(tower: nn.Module) -> nn.Module:
+    return getattr(tower, "vision_model", tower)  # nested in older transformers releases
+
+
+def encoder_layers(tower: nn.Module) -> nn.ModuleList:
+    return _inner(tower).encoder.layers
+
+
+def has_cls(tower: nn.Module) -> bool:
+    """CLIP prepends a CLS token to the patches; SigLIP does not."""
+    return hasattr(_inner(tower).embeddings, "class_embedding")
+
+
+def post_layernorm(tower: nn.Module) -> nn.Module:
+    return _inner(tower).post_layernorm
+
+
+def feature_layer(tower: nn.Module, index: Any) -> nn.Module:
+    """The encoder layer whose output is ``hidden_states[index]``."""
+    layers = encoder_layers(tower)
+    if not isinstance(index, int):
+        raise ValueError(f"vision signals need one vision_feature_layer; this model reads {index}")
+    # hidden_states[0] is the embedding output; hidden_states[j] the output of layer j - 1.
+    position = index if index >= 0 else len(layers) + 1 + index
+    if not 1 <= position <= len(layers):
+        raise ValueError(f"vision_feature_layer={index} is not an encoder layer's output")
+    return layers[position - 1]
+
+
+def install_capture(tower: nn.Module, index: Any, record: Callable[[str, Any], None]) -> list[Any]:
+    """Hooks recording the feature layer's input, keys and output, and the final
+    layer's output (for CLIP's projection head)."""
+    layer = feature_layer(tower, index)
+    first = lambda out: out[0] if isinstance(out, tuple) else out  # noqa: E731
+    return [
+        layer.register_forward_pre_hook(lambda m, args: record("layer_in", args[0])),
+        layer.self_attn.k_proj.register_forward_hook(lambda m, args, out: record("keys", out)),
+        layer.register_forward_hook(lambda m, args, out: record("layer_out", first(out))),
+        encoder_layers(tower)[-1].register_forward_hook(lambda m, args, out: record("last_out", first(out))),
+    ]
+
+
+def tile_signal(name: str, captures: dict, tower: nn.Module, index: Any) -> torch.Tensor:
+    """(tiles, patches[, D]) signal ``name`` of every tile of a vision call."""
+    skip = 1 if has_cls(tower) else 0
+    if name == "vision_features":
+        return captures["layer_out"][:, skip:]
+    if name == "vision_keys":
+        return captures["keys"][:, skip:]
+    if name != "vision_saliency":
+        raise KeyError(name)
+    layer = feature_layer(tower, index)
+    attn = layer.self_attn
+    hidden, keys = captures["layer_in"], captures["keys"]
+    tiles, tokens, _ = keys.shape
+    keys = keys.view(tiles, tokens, attn.num_heads, attn.head_dim).float()
+    if skip:
+        # CLIP: the CLS token's row (one query per tile).
+        query = attn.q_proj(layer.layer_norm1(hidden[:, :1])).view(tiles, 1, attn.num_heads, attn.head_dim)
+        scores = torch.einsum("iqhd,ikhd->ihqk", query.float(), keys) * attn.scale
+        return torch.softmax(scores, dim=-1).mean(dim=1)[:, 0, 1:]
+    # No CLS: the attention each patch receives, averaged over all queries and heads.
+    query = attn.q_proj(layer.layer_norm1(hidden)).view(tiles, tokens, attn.num_heads, attn.head_dim)
+    scores = torch.einsum("iqhd,ikhd->ihqk", query.float(), keys) * attn.scale
+    return torch.softmax(scores, dim=-1).mean(dim=(1, 2))

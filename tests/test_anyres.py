@@ -1,0 +1,119 @@
+"""LLaVA-NeXT and LLaVA-OneVision specifics: base and high-resolution grids pruned as
+units sharing the image's budget, newline tokens, and vision signals packed like the
+model packs its tiles."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vtprune
+from vtprune.config import split_budget
+from vtprune.methods.uniform import lattice_indices
+from vtprune.testing import Image, make_batch, tiny_llava_next, tiny_llava_onevision
+
+from helpers import full_embeddings, full_positions, greedy, image_features, image_slots, kept_sequence_index, logits
+
+BUILDERS = {"llava_next": tiny_llava_next, "llava_onevision": tiny_llava_onevision}
+
+
+@pytest.fixture(scope="module", params=list(BUILDERS))
+def model(request):
+    return BUILDERS[request.param](layers=4)
+
+
+@pytest.fixture(autouse=True)
+def _clean(model):
+    yield
+    if vtprune.active_handle(model) is not None:
+        vtprune.active_handle(model).remove()
+
+
+def test_grids_follow_the_models_own_packing(model):
+    adapter = vtprune.models.adapter_for(model)
+    for size in [(30, 60), (48, 48), (20, 20), (70, 20)]:
+        batch = make_batch(model, [[2, Image(size=size), 3]])
+        (features,) = image_features(model, batch)
+        tiles, rows, cols = adapter.image_grids(size, True)
+        assert features.shape[0] == 36 + rows * (cols + 1) == adapter.token_count(size)
+        newline = model.model.image_newline
+        is_newline = (features == newline.to(features.dtype)).all(-1)
+        assert torch.nonzero(is_newline).flatten().tolist() == [36 + r * (cols + 1) + cols for r in range(rows)]
+
+
+def test_units_share_the_image_budget_and_uniform_keeps_each_lattice(model):
+    adapter = vtprune.models.adapter_for(model)
+    batch = make_batch(model, [[2, Image(size=(30, 60)), 3]])
+    handle = vtprune.prune(model, "uniform", keep=20)
+    logits(model, batch)
+    _, rows, cols = adapter.image_grids((30, 60), True)
+    base_share, high_share = split_budget(20, [36, rows * cols])
+    kept = handle.last_keep[0][0].tolist()
+    expected = list(lattice_indices(6, 6, base_share)) + [36 + i for i in lattice_indices(rows, cols, high_share)]
+    assert kept == expected and len(kept) == 20
+    assert handle.stats.llm_input == (20,) and handle.stats.before == (36 + rows * cols,)
+
+
+@pytest.mark.parametrize("mode", ["keep", "with_row"])
+def test_newlines_are_kept_or_pruned_with_their_row(model, mode):
+    model64 = type(model)._from_config(model.config, attn_implementation="sdpa").to(torch.float64).eval()
+    model64.load_state_dict(model.state_dict())
+    batch = make_batch(model64, [[2, Image(size=(30, 60)), 3]])
+    embeds, positions = full_embeddings(model64, batch), full_positions(model64, batch)
+    handle = vtprune.prune(model64, "uniform", keep=8, newlines=mode)
+    pruned = logits(model64, {**batch, "position_ids": positions})
+    index = kept_sequence_index(model64, batch, handle.last_keep, 0)
+    adapter = vtprune.models.adapter_for(model64)
+    _, rows, cols = adapter.image_grids((30, 60), True)
+    slots = image_slots(model64, batch, 0)[0]
+    newlines = [int(slots[36 + r * cols + cols - 1]) + 1 for r in range(rows)]  # after each row's last token
+    high = [k - 36 for k in handle.last_keep[0][0].tolist() if k >= 36]
+    empty_rows = [r for r in range(rows) if not any(k // cols == r for k in high)]
+    assert empty_rows, "the budget leaves some rows empty"
+    if mode == "with_row":
+        index = torch.tensor([i for i in index.tolist() if i not in {newlines[r] for r in empty_rows}])
+    assert pruned.shape[1] == len(index)
+    with torch.no_grad():
+        hidden = model64.model.language_model(inputs_embeds=embeds[:, index], position_ids=positions[:, index]).last_hidden_state
+        expected = model64.lm_head(hidden)
+    torch.testing.assert_close(pruned, expected, atol=1e-10, rtol=1e-10)
+    assert torch.equal(greedy(model64, batch, tokens=3, use_cache=False), greedy(model64, batch, tokens=3))
+
+
+def test_saliency_is_the_tiles_cls_attention_packed(model):
+    """Vision saliency per grid equals the eager tower's attention of each tile, packed
+    by the model's own pack_image_features (unpadding, OneVision's shrinking)."""
+    eager = type(model)._from_config(model.config, attn_implementation="eager").eval()
+    eager.load_state_dict(model.state_dict())
+    size = (30, 60)
+    batch = make_batch(model, [[2, Image(size=size), 3]])
+    handle = vtprune.prune(model, "visionzip", keep=0.5)
+    logits(model, batch)
+    session = handle._session
+    signal = session.adapter.vision_signal("vision_saliency", session._vision_calls[-1])
+    adapter = vtprune.models.adapter_for(model)
+    tiles, rows, cols = adapter.image_grids(size, True)
+    with torch.no_grad():
+        pixels = batch["pixel_values"][0, :tiles]
+        layer = model.config.vision_feature_layer
+        attention = eager.model.vision_tower(pixels, output_attentions=True).attentions[layer if layer < 0 else layer - 1]
+        if model.config.vision_feature_select_strategy == "default":  # CLIP: the CLS row
+            per_tile = attention.mean(1)[:, 0, 1:]
+        else:  # SigLIP: attention received
+            per_tile = attention.mean(1).mean(1)
+        packed = adapter._pack([per_tile[..., None]], [size], None)[0][:, 0]
+    torch.testing.assert_close(signal[0, :36], packed[:36], atol=1e-6, rtol=0)
+    torch.testing.assert_close(signal[1, : rows * cols], packed[36:], atol=1e-6, rtol=0)
+
+
+def test_generate_path_records_image_sizes_and_remove_restores(model):
+    batch = make_batch(model, [[2, Image(size=(48, 48)), 3], [4, Image(size=(20, 20)), 1]])
+    reference = greedy(model, batch)
+    handle = vtprune.prune(model, "random", keep=0.3)
+    assert "get_image_features" in model.model.__dict__  # instance-scoped recorder
+    pruned = greedy(model, batch)  # generate encodes the images before the prefill
+    assert handle.stats.total_llm_input < handle.stats.total_before
+    handle.remove()
+    assert "get_image_features" not in model.model.__dict__
+    assert torch.equal(greedy(model, batch), reference)
+    assert pruned.shape == reference.shape

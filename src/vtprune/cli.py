@@ -70,6 +70,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_show(args: argparse.Namespace) -> int:
+    from .viz.show import run_show
+
+    return run_show(args)
+
+
 def _keep(text: str) -> int | float:
     """A budget from the command line: '128' is a count, '0.222' a ratio."""
     return float(text) if any(c in text for c in ".eE") else int(text)
@@ -109,6 +115,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="default: cuda if available, else cpu")
     p.add_argument("--out", default="vtprune-bench", help="folder for bench.json and bench.png")
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("show", help="PNG of the visual tokens methods keep for one image and prompt")
+    p.add_argument("image", help="the image file")
+    p.add_argument("--prompt", required=True, help="the question or instruction about the image")
+    p.add_argument("--method", nargs="+", action="extend", required=True,
+                   help="methods to draw, one row each (repeatable)")
+    p.add_argument("--keep", nargs="+", type=_keep, default=[0.222],
+                   help="budgets, one column each: counts (128) or ratios (0.222); default 0.222")
+    p.add_argument("--model", help="Hugging Face id or path of a checkpoint (default: the proving-ground model)")
+    p.add_argument("--stages", action="store_true", help="one panel per stage (in-LLM methods prune at several layers)")
+    p.add_argument("--out", default="vtprune-show.png", help="the PNG to write (default vtprune-show.png)")
+    p.add_argument("--panel-size", type=int, default=448, help="longest side of each panel in pixels (default 448)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--device", help="default: cuda if available, else cpu")
+    p.set_defaults(func=_cmd_show)
     return parser
 
 

@@ -3,6 +3,8 @@ processor built it, holds the pixels of the box the geometry gives it."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -147,3 +149,26 @@ def test_patch_size_is_required_for_llava_style_processors():
     processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     with pytest.raises(ValueError, match="patch_size"):
         geometry_for(processor, (64, 64))
+
+
+@pytest.mark.parametrize("size", [(30, 60), (48, 48), (70, 20), (20, 20)])
+def test_anyres_geometry_matches_the_models_grids(size):
+    """LLaVA-NeXT and OneVision (with its shrinking): the geometry's grids are the ones
+    the model packs (the adapter reads them from the model's own pack_image_features)."""
+    import vtprune
+    from transformers import LlavaNextImageProcessor, LlavaOnevisionImageProcessor
+    from vtprune.testing import ANYRES_PINPOINTS, tiny_llava_next, tiny_llava_onevision
+
+    for build, image_processor, aspect in [
+        (tiny_llava_next, LlavaNextImageProcessor(size={"shortest_edge": 24}, crop_size={"height": 24, "width": 24},
+                                                  image_grid_pinpoints=ANYRES_PINPOINTS), None),
+        (tiny_llava_onevision, LlavaOnevisionImageProcessor(size={"height": 24, "width": 24},
+                                                            image_grid_pinpoints=ANYRES_PINPOINTS), "anyres_max_2"),
+    ]:
+        processor = SimpleNamespace(image_processor=image_processor, patch_size=4)
+        if aspect:
+            processor.vision_aspect_ratio = aspect
+        geometry = geometry_for(processor, (size[1], size[0]))
+        _, rows, cols = vtprune.models.adapter_for(build()).image_grids(size, True)
+        base, high = geometry.sections
+        assert (base.rows, base.cols, high.rows, high.cols) == (6, 6, rows, cols)

@@ -55,11 +55,10 @@ def geometry_for(processor: Any, image: ImageLike, *, patch_size: int | None = N
     width, height = image_size_of(image)
     name = type(image_processor).__name__
     if hasattr(image_processor, "image_grid_pinpoints"):
-        if "Onevision" in name:
-            raise NotImplementedError(
-                f"{name}: LLaVA-OneVision pools its high-resolution grid, which vtprune.viz does not map yet"
-            )
-        return llava_next_geometry(image_processor, width, height, _patch_size(processor, patch_size))
+        geometry = llava_next_geometry(image_processor, width, height, _patch_size(processor, patch_size))
+        if "Onevision" in name or hasattr(processor, "vision_aspect_ratio"):
+            geometry = shrink_high_res(geometry, getattr(processor, "vision_aspect_ratio", "anyres_max_9"))
+        return geometry
     if hasattr(image_processor, "merge_size") and hasattr(image_processor, "temporal_patch_size"):
         return qwen2_vl_geometry(image_processor, width, height)
     if getattr(image_processor, "size", None) is not None or getattr(image_processor, "crop_size", None) is not None:
@@ -210,6 +209,29 @@ def llava_next_geometry(image_processor: Any, width: int, height: int, patch_siz
         x_spans = x_spans[pad : cols - pad]
     high = GridSection("high-res", base.size, tuple(x_spans), tuple(y_spans))
     return TokenGeometry((width, height), (base, high), "llava_next")
+
+
+def shrink_high_res(geometry: TokenGeometry, vision_aspect_ratio: str) -> TokenGeometry:
+    """LLaVA-OneVision: a high-resolution grid of more than ``anyres_max_N`` tiles' worth
+    of tokens is shrunk by bilinear interpolation (the model's ``pack_image_features``);
+    each new cell then covers its share of the old cells' pixels."""
+    base, high = geometry.sections
+    side = base.rows
+    limit = int(vision_aspect_ratio.strip("anyres_max_"))
+    ratio = math.sqrt(high.rows * high.cols / (limit * side * side))
+    if ratio <= 1.1:
+        return geometry
+    rows, cols = int(high.rows // ratio), int(high.cols // ratio)
+
+    def resample(spans: tuple, count: int) -> tuple:
+        step = len(spans) / count
+        return tuple(
+            (spans[min(len(spans) - 1, math.floor(i * step))][0], spans[min(len(spans) - 1, math.ceil((i + 1) * step) - 1)][1])
+            for i in range(count)
+        )
+
+    shrunk = GridSection(high.name, high.start, resample(high.x_spans, cols), resample(high.y_spans, rows))
+    return TokenGeometry(geometry.image_size, (base, shrunk), geometry.kind)
 
 
 def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:

@@ -1,0 +1,1 @@
+"""Evaluation: vtprune's runner over the bundled proving ground and real checkpoints (lmms-eval)."""

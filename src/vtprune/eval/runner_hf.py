@@ -1,0 +1,122 @@
+"""A Hugging Face VLM with its processor, optionally pruned, answering prompts.
+
+What evaluation needs from a model, whoever asks (vtprune's own evaluation or the
+lmms-eval wrapper): greedy answers to image + text prompts in batches, stopping at
+given strings, and the log-likelihood of a continuation. Both are computed so that they
+stay right under pruning: scores are read from the last positions of the sequence,
+which pruning never touches (the continuation is text at the end), not by aligning
+labels with logits position by position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from .. import prune
+
+
+@dataclass
+class PrunedVLM:
+    """``model`` and ``processor``, with ``method`` at ``keep`` applied (None: unpruned)."""
+
+    model: nn.Module
+    processor: Any
+    method: str | None = None
+    keep: float | int | None = None
+    options: dict = field(default_factory=dict)
+    handle: Any = None
+
+    def __post_init__(self) -> None:
+        self.processor.tokenizer.padding_side = "left"
+        if self.method is not None:
+            self.handle = prune(self.model, self.method, keep=self.keep, **self.options)
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str, *, device: str = "cpu", dtype: torch.dtype | str = "auto", **pruning: Any
+    ) -> "PrunedVLM":
+        """Load a checkpoint and its processor (the real ``from_pretrained`` path)."""
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
+        return cls(model.to(device).eval(), AutoProcessor.from_pretrained(path), **pruning)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def prompt(self, text: str, images: int = 1, answer: str | None = None) -> str:
+        """The model's own chat format (its processor's chat template, or LLaVA-1.5's
+        "USER: <image>\\n... ASSISTANT:"), with ``images`` image slots before the text."""
+        content = [{"type": "image"} for _ in range(images)] + [{"type": "text", "text": text}]
+        messages = [{"role": "user", "content": content}]
+        if getattr(self.processor, "chat_template", None):
+            if answer is None:
+                return self.processor.apply_chat_template(messages, add_generation_prompt=True)
+            messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+            return self.processor.apply_chat_template(messages)
+        slots = "<image>\n" * images
+        return f"USER: {slots}{text} ASSISTANT:" + ("" if answer is None else f" {answer}")
+
+    def _inputs(self, texts: list[str], images: list[list]) -> dict[str, torch.Tensor]:
+        flat = [image for group in images for image in group]
+        batch = self.processor(text=texts, images=flat or None, padding=True, return_tensors="pt")
+        dtype = next(self.model.parameters()).dtype
+        return {
+            k: (v.to(self.device, dtype) if k == "pixel_values" else v.to(self.device)) if isinstance(v, torch.Tensor) else v
+            for k, v in batch.items()
+        }
+
+    @torch.inference_mode()
+    def generate(
+        self, questions: Sequence[str], images: Sequence[Sequence], max_new_tokens: int = 16, until: Sequence[str] = ()
+    ) -> list[str]:
+        """Greedy answers, cut at the first of ``until``."""
+        texts = [self.prompt(q, len(group)) for q, group in zip(questions, images)]
+        batch = self._inputs(texts, [list(group) for group in images])
+        tokenizer = self.processor.tokenizer
+        out = self.model.generate(
+            **batch, max_new_tokens=max_new_tokens, do_sample=False,
+            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+        )
+        answers = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+        return [_cut(answer, until).strip() for answer in answers]
+
+    @torch.inference_mode()
+    def loglikelihood(self, question: str, continuation: str, images: Sequence) -> "ContinuationScore":
+        """log p(continuation | prompt), its token count, and whether greedy decoding
+        would produce it."""
+        prompt = self.prompt(question, len(images))
+        full = self._inputs([prompt + continuation], [list(images)])
+        # The processor expands image placeholders: measure the prompt the same way.
+        context = self._inputs([prompt], [list(images)])["input_ids"]
+        target = full["input_ids"][0, context.shape[1]:]
+        if target.numel() == 0:
+            return ContinuationScore(0.0, 0, True)
+        logits = self.model(**full).logits[0]  # pruned: shorter, but its tail is the text's
+        scores = torch.log_softmax(logits[-target.numel() - 1 : -1].float(), dim=-1)
+        picked = scores.gather(1, target[:, None].to(scores.device))[:, 0]
+        return ContinuationScore(float(picked.sum()), target.numel(), bool((scores.argmax(-1).cpu() == target.cpu()).all()))
+
+
+@dataclass(frozen=True)
+class ContinuationScore:
+    logprob: float  # summed over the continuation's tokens
+    tokens: int
+    greedy: bool
+
+    @property
+    def mean_loss(self) -> float:
+        """Mean negative log-likelihood per token (the language-modelling loss)."""
+        return -self.logprob / self.tokens if self.tokens else 0.0
+
+
+def _cut(text: str, until: Sequence[str]) -> str:
+    for stop in until:
+        if stop and stop in text:
+            text = text.split(stop)[0]
+    return text

@@ -1,0 +1,54 @@
+"""The evaluation runner over a saved checkpoint and its processor: answers and
+continuation scores, unpruned and pruned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vtprune.eval.runner_hf import PrunedVLM
+from viz.checkpoints import save_tiny_llava
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return save_tiny_llava(tmp_path_factory.mktemp("ckpt"))
+
+
+def image(seed: int) -> Image.Image:
+    return Image.fromarray((np.random.RandomState(seed).rand(32, 32, 3) * 255).astype("uint8"))
+
+
+def test_loglikelihood_equals_the_models_own_loss(checkpoint):
+    vlm = PrunedVLM.from_pretrained(str(checkpoint), dtype=torch.float32)
+    question, answer = "w10 w11", " w40 w41 w42"
+    score = vlm.loglikelihood(question, answer, [image(0)])
+    prompt = vlm.prompt(question)
+    full = vlm._inputs([prompt + answer], [[image(0)]])
+    context = vlm._inputs([prompt], [[image(0)]])["input_ids"].shape[1]
+    labels = full["input_ids"].clone()
+    labels[:, :context] = -100
+    with torch.no_grad():
+        loss = vlm.model(**full, labels=labels).loss
+    assert score.tokens == 3
+    assert score.mean_loss == pytest.approx(float(loss), rel=1e-5)
+
+
+def test_pruned_scores_and_answers(checkpoint):
+    unpruned = PrunedVLM.from_pretrained(str(checkpoint), dtype=torch.float32)
+    same = PrunedVLM.from_pretrained(str(checkpoint), dtype=torch.float32, method="uniform", keep=1.0)
+    pruned = PrunedVLM.from_pretrained(str(checkpoint), dtype=torch.float32, method="fastv", keep=0.25)
+    args = ("w12 w13", " w50", [image(1)])
+    assert same.loglikelihood(*args).logprob == pytest.approx(unpruned.loglikelihood(*args).logprob, abs=1e-5)
+    assert pruned.loglikelihood(*args).logprob != pytest.approx(unpruned.loglikelihood(*args).logprob, abs=1e-5)
+    assert pruned.handle.stats.total_layer_avg < pruned.handle.stats.total_before
+
+    questions, images = ["w1 w2", "w3 w4 w5 w6"], [[image(2)], [image(3)]]
+    answers = pruned.generate(questions, images, max_new_tokens=3)
+    singles = [pruned.generate([q], [i], max_new_tokens=3)[0] for q, i in zip(questions, images)]
+    assert answers == singles and all(len(a.split()) >= 1 for a in answers)
+    # Stop strings cut the answer.
+    first = answers[0].split()[0]
+    assert pruned.generate(questions[:1], images[:1], max_new_tokens=3, until=[first])[0] == ""

@@ -103,3 +103,25 @@ def test_multiple_choice_loglikelihood_through_lmms_eval(workspace):
     assert all(len(row) == 3 and all(v > 0 for v in row) for row in scores[""])  # mean losses
     # Pruning changes the model's scores of the same continuations (here: FastV after layer 2).
     assert scores[""] != scores[",method=fastv,keep=0.25"]
+
+
+def test_vtprune_eval_runs_lmms_tasks(workspace, tmp_path):
+    """``vtprune eval --model --task``: the unpruned model and each variant on the same
+    task in one process, with retention."""
+    from vtprune.cli import main
+
+    task = workspace / "task_generate_until"
+    if not task.exists():
+        run_lmms_eval(workspace, f"pretrained={workspace / 'model'}", "generate_until", "exact_match",
+                      'generation_kwargs:\n  max_new_tokens: 3\n  until: ["\\n"]')
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(workspace / "model"), "--task", "vtprune_local", "--include-path", str(task),
+                 "--method", "uniform", "fastv", "--keep", "0.25", "--batch-size", "2", "--out", str(out),
+                 "--dtype", "float32"]) == 0
+    report = json.loads((out / "results.json").read_text())
+    labels = [row["label"] for row in report["rows"]]
+    assert labels == ["unpruned", "uniform@0.25", "fastv@0.25"]
+    for row in report["rows"]:
+        assert "exact_match,none" in row["tasks"]["vtprune_local"]
+    assert "vtprune_local exact_match,none" in (out / "results.md").read_text()
+    assert report["versions"]["transformers"]

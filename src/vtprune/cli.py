@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", help="default: cuda if available, else cpu")
     p.set_defaults(func=_cmd_show)
+
+    from .eval.command import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
     return parser
 
 

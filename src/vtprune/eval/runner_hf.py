@@ -32,8 +32,16 @@ class PrunedVLM:
 
     def __post_init__(self) -> None:
         self.processor.tokenizer.padding_side = "left"
-        if self.method is not None:
-            self.handle = prune(self.model, self.method, keep=self.keep, **self.options)
+        self.use(self.method, self.keep, self.options)
+
+    def use(self, method: str | None, keep: float | int | None = None, options: dict | None = None) -> None:
+        """Switch to ``method`` at ``keep`` (None: the unpruned model)."""
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
+        self.method, self.keep, self.options = method, keep, dict(options or {})
+        if method is not None:
+            self.handle = prune(self.model, method, keep=keep, **self.options)
 
     @classmethod
     def from_pretrained(

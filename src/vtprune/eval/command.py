@@ -1,0 +1,118 @@
+"""``vtprune eval``: accuracy of methods and budgets against the unpruned model.
+
+Without ``--task`` it evaluates on the bundled proving ground (offline, minutes on a
+CPU); with ``--model ID --task T1,T2`` it runs real benchmarks through lmms-eval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from .campaign import Campaign, Variant, markdown, plot, summarize, versions, with_retention
+
+DEFAULT_KEEPS = ["0.111", "0.222", "0.333"]
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="accuracy of methods and budgets vs the unpruned model")
+    p.add_argument("--method", nargs="+", help="methods to evaluate (default: all)")
+    p.add_argument("--keep", nargs="+", default=DEFAULT_KEEPS, help="budgets: counts (128) or ratios (0.222)")
+    p.add_argument("--model", help="Hugging Face id or path (with --task; default: the bundled proving ground)")
+    p.add_argument("--task", help="comma-separated lmms-eval tasks, e.g. pope,gqa (needs vtprune[lmms])")
+    p.add_argument("--include-path", help="folder of extra lmms-eval task definitions")
+    p.add_argument("--limit", type=int, help="questions (proving ground) or documents per task (lmms-eval)")
+    p.add_argument("--corruption", choices=["noise", "blur", "occlusion"], help="corrupt the proving ground's images")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", default="vtprune-eval", help="folder for results.json, results.md, accuracy.png")
+    p.add_argument("--resume", action="store_true", help="keep the answers already in --out and go on")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--device", help="default: cuda if available, else cpu")
+    p.set_defaults(func=run)
+
+
+def _keep(text: str) -> int | float:
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import methods
+
+    names = args.method or [m["name"] for m in methods()]
+    variants = [Variant(name, _keep(k)) for name in names for k in args.keep]
+    out = Path(args.out)
+    try:
+        if args.task:
+            return _run_lmms(args, variants, out)
+        return _run_proving_ground(args, variants, out)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: what was answered is in {out}; run again with --resume to go on", file=sys.stderr)
+        return 130
+
+
+def _device_dtype(args: argparse.Namespace) -> tuple[str, torch.dtype]:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
+    return device, dtype
+
+
+def _run_proving_ground(args: argparse.Namespace, variants: list[Variant], out: Path) -> int:
+    from .. import active_handle, proving_ground
+    from ..progress import progress_bar
+    from .proving import DEFAULT_EXAMPLES, default_examples, evaluate
+
+    if args.model:
+        raise SystemExit("vtprune eval: --model needs --task (real benchmarks through lmms-eval)")
+    device, dtype = _device_dtype(args)
+    model, processor = proving_ground.load(device=device, dtype=dtype)
+    examples = default_examples(args.limit or DEFAULT_EXAMPLES, corruption=args.corruption)
+
+    def answer(batch: list) -> tuple[list[str], object]:
+        result = evaluate(model, processor, batch, batch_size=len(batch))
+        handle = active_handle(model)
+        return result["predictions"], None if handle is None else handle.stats
+
+    all_variants = [Variant(None), *variants]
+    rows = []
+    with progress_bar(total=len(examples) * len(all_variants), desc="eval") as bar:
+        campaign = Campaign(model, examples, answer, out, batch_size=args.batch_size, resume=args.resume,
+                            progress=bar.update)
+        for variant in all_variants:
+            records, config = campaign.run_variant(variant)
+            rows.append(summarize(variant, records, config))
+    if campaign.rank != 0:
+        return 0
+    rows = with_retention(rows)
+    title = f"proving ground, {len(examples)} questions" + (f", {args.corruption}" if args.corruption else "")
+    report = {"target": "proving ground", "questions": len(examples), "corruption": args.corruption,
+              "rows": rows, "versions": versions()}
+    _write(out, report, markdown(rows, title))
+    plot(rows, out / "accuracy.png", title)
+    print(markdown(rows, title))
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'accuracy.png'}")
+    return 0
+
+
+def _run_lmms(args: argparse.Namespace, variants: list[Variant], out: Path) -> int:
+    from .lmms_campaign import markdown as lmms_markdown
+    from .lmms_campaign import run_lmms
+
+    if not args.model:
+        raise SystemExit("vtprune eval: --task needs --model (a Hugging Face id or path)")
+    device, dtype = _device_dtype(args)
+    rows = run_lmms(args.model, [t for t in args.task.split(",") if t], variants, batch_size=args.batch_size,
+                    limit=args.limit, include_path=args.include_path, device=device, dtype=str(dtype).split(".")[-1])
+    text = lmms_markdown(rows, args.model)
+    _write(out, {"target": args.model, "tasks": args.task, "rows": rows, "versions": versions()}, text)
+    print(text)
+    return 0
+
+
+def _write(out: Path, report: dict, text: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "results.md").write_text(text)

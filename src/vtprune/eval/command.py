@@ -98,11 +98,15 @@ def _run_proving_ground(args: argparse.Namespace, variants: list[Variant], out: 
 
 
 def _run_lmms(args: argparse.Namespace, variants: list[Variant], out: Path) -> int:
+    from . import lmms_plugin
+    from .lmms_campaign import INSTALL_HINT, run_lmms
     from .lmms_campaign import markdown as lmms_markdown
-    from .lmms_campaign import run_lmms
 
     if not args.model:
         raise SystemExit("vtprune eval: --task needs --model (a Hugging Face id or path)")
+    if not lmms_plugin.lmms_eval_available():
+        print(f"vtprune eval: {INSTALL_HINT}", file=sys.stderr)
+        return 2
     device, dtype = _device_dtype(args)
     rows = run_lmms(args.model, [t for t in args.task.split(",") if t], variants, batch_size=args.batch_size,
                     limit=args.limit, include_path=args.include_path, device=device, dtype=str(dtype).split(".")[-1])

@@ -36,6 +36,18 @@ def test_loglikelihood_equals_the_models_own_loss(checkpoint):
     assert score.mean_loss == pytest.approx(float(loss), rel=1e-5)
 
 
+def test_text_aware_methods_select_on_the_prompt_alone(checkpoint):
+    """Scoring a continuation must not let the continuation steer the selection."""
+    vlm = PrunedVLM.from_pretrained(str(checkpoint), dtype=torch.float32, method="zspaprune", keep=0.25)
+    question = "w14 w15 w16"
+    with torch.no_grad():
+        vlm.model(**vlm._inputs([vlm.prompt(question)], [[image(4)]]))
+    on_prompt = vlm.handle.last_keep[0][0].tolist()
+    for answer in (" w60 w61 w62 w63", " w90"):
+        vlm.loglikelihood(question, answer, [image(4)])
+        assert vlm.handle.last_keep[0][0].tolist() == on_prompt
+
+
 def test_pruned_scores_and_answers(checkpoint):
     unpruned = PrunedVLM.from_pretrained(str(checkpoint), dtype=torch.float32)
     same = PrunedVLM.from_pretrained(str(checkpoint), dtype=torch.float32, method="uniform", keep=1.0)

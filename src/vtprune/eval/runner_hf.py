@@ -2,10 +2,10 @@
 
 What evaluation needs from a model, whoever asks (vtprune's own evaluation or the
 lmms-eval wrapper): greedy answers to image + text prompts in batches, stopping at
-given strings, and the log-likelihood of a continuation. Both are computed so that they
-stay right under pruning: scores are read from the last positions of the sequence,
-which pruning never touches (the continuation is text at the end), not by aligning
-labels with logits position by position.
+given strings, and the log-likelihood of a continuation, computed as decoding would
+compute it (prompt first, then the continuation through the cache), so that pruning
+selects on the prompt alone and scores never depend on aligning labels with a
+shortened sequence.
 """
 
 from __future__ import annotations
@@ -97,18 +97,28 @@ class PrunedVLM:
     @torch.inference_mode()
     def loglikelihood(self, question: str, continuation: str, images: Sequence) -> "ContinuationScore":
         """log p(continuation | prompt), its token count, and whether greedy decoding
-        would produce it."""
+        would produce it.
+
+        The prompt goes through the model first and the continuation is then fed through
+        the cache, as decoding would: the visual tokens are selected on the prompt alone,
+        so a method that reads the text never sees the answer it is scored on.
+        """
         prompt = self.prompt(question, len(images))
         full = self._inputs([prompt + continuation], [list(images)])
         # The processor expands image placeholders: measure the prompt the same way.
-        context = self._inputs([prompt], [list(images)])["input_ids"]
-        target = full["input_ids"][0, context.shape[1]:]
+        context = self._inputs([prompt], [list(images)])
+        split = context["input_ids"].shape[1]
+        target = full["input_ids"][:, split:]
         if target.numel() == 0:
             return ContinuationScore(0.0, 0, True)
-        logits = self.model(**full).logits[0]  # pruned: shorter, but its tail is the text's
-        scores = torch.log_softmax(logits[-target.numel() - 1 : -1].float(), dim=-1)
-        picked = scores.gather(1, target[:, None].to(scores.device))[:, 0]
-        return ContinuationScore(float(picked.sum()), target.numel(), bool((scores.argmax(-1).cpu() == target.cpu()).all()))
+        first = self.model(**context, use_cache=True)
+        mask = torch.cat((context["attention_mask"], torch.ones_like(target)), dim=1)
+        rest = self.model(input_ids=target, attention_mask=mask, past_key_values=first.past_key_values, use_cache=True)
+        logits = torch.cat((first.logits[:, -1:], rest.logits[:, :-1]), dim=1)[0]
+        scores = torch.log_softmax(logits.float(), dim=-1)
+        picked = scores.gather(1, target[0, :, None].to(scores.device))[:, 0]
+        greedy = bool((scores.argmax(-1) == target[0].to(scores.device)).all())
+        return ContinuationScore(float(picked.sum()), target.shape[1], greedy)
 
 
 @dataclass(frozen=True)

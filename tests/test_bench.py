@@ -52,7 +52,8 @@ def test_run_schema_and_ratios_within_one_run(tmp_path):
     assert "pdrop@0.1" in result.skipped and "cannot be met" in result.skipped["pdrop@0.1"]
     base, uniform, fastv = result.rows
     for row in result.rows:
-        assert len(row.prefill_s) == len(row.ttft_s) == len(row.decode_tokens_per_s) == 2
+        assert len(row.prefill_s) == len(row.ttft_s) == len(row.generate_s) == 2
+        assert row.new_tokens == 2 * 2  # batch of 2, 3 new tokens of which 2 after the first
         assert all(t > 0 for t in row.prefill_s)
     assert (base.visual_before, base.visual_llm_input) == (128, 128)
     assert (uniform.visual_llm_input, uniform.visual_layer_avg) == (32, 32.0)
@@ -69,6 +70,7 @@ def test_run_schema_and_ratios_within_one_run(tmp_path):
     data = json.loads((tmp_path / "bench.json").read_text())
     assert [r["label"] for r in data["rows"]] == labels
     assert set(data["rows"][1]["ratios"]) >= {"prefill_time", "ideal_prefill_time", "ttft", "decode_throughput", "memory", "selection_share"}
+    assert "decode_tokens_per_s" in data["rows"][0]
     assert data["settings"]["attention"] == "sdpa" and "transformers" in data["settings"]
     plot(result, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

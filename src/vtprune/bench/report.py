@@ -16,7 +16,7 @@ def format_table(result: BenchResult) -> str:
         f"{result.target}: batch {s['batch_size']}, {s['prompt_tokens']} prompt tokens, {s['device']} {s['dtype']}, "
         f"{s['attention']} attention; median of {s['repeats']} interleaved repetitions after {s['warmup']} warm-up",
         f"unpruned: prefill {Row._median(base.prefill_s) * 1e3:.1f} ms (spread {Row._spread(base.prefill_s) * 1e3:.1f}), "
-        f"TTFT {Row._median(base.ttft_s) * 1e3:.1f} ms, decode {Row._median(base.decode_tokens_per_s):.1f} tok/s, "
+        f"TTFT {Row._median(base.ttft_s) * 1e3:.1f} ms, decode {base.decode_tokens_per_s:.1f} tok/s, "
         f"peak memory {_bytes(base.peak_memory_bytes)} ({base.memory_kind}), "
         f"{_macs(base.llm_macs + base.vision_macs)} ({_macs(base.llm_macs)} in the LLM)",
         "",

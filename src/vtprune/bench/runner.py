@@ -45,7 +45,7 @@ class Row:
     keep: float | int | None
     prefill_s: list[float] = field(default_factory=list)
     ttft_s: list[float] = field(default_factory=list)
-    decode_tokens_per_s: list[float] = field(default_factory=list)
+    generate_s: list[float] = field(default_factory=list)  # generate with decode_tokens new tokens
     peak_memory_bytes: int | None = None
     memory_kind: str = ""
     selection_s: float = 0.0
@@ -70,9 +70,19 @@ class Row:
         quartiles = statistics.quantiles(values, n=4)
         return quartiles[2] - quartiles[0]
 
+    new_tokens: int = 0  # tokens decoded after the first, summed over the batch
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        """Decoding throughput: the tokens after the first over the time generate spends
+        beyond the first token (medians, so one slow repetition does not decide)."""
+        extra = self._median(self.generate_s) - self._median(self.ttft_s)
+        return self.new_tokens / extra if extra > 0 else float("nan")
+
     def summary(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
-        for name in ("prefill_s", "ttft_s", "decode_tokens_per_s"):
+        out["decode_tokens_per_s"] = self.decode_tokens_per_s
+        for name in ("prefill_s", "ttft_s", "generate_s"):
             values = getattr(self, name)
             out[name] = {"median": self._median(values), "spread": self._spread(values), "values": values}
         return out
@@ -98,11 +108,11 @@ class BenchResult:
         return {
             "prefill_time": Row._median(row.prefill_s) / Row._median(base.prefill_s),
             "ttft": Row._median(row.ttft_s) / Row._median(base.ttft_s),
-            "decode_throughput": Row._median(row.decode_tokens_per_s) / Row._median(base.decode_tokens_per_s),
+            "decode_throughput": row.decode_tokens_per_s / base.decode_tokens_per_s,
             "ideal_prefill_time": total / base_total if base_total else float("nan"),
             "ideal_llm_time": row.llm_macs / base.llm_macs if base.llm_macs else float("nan"),
             "memory": (row.peak_memory_bytes / base.peak_memory_bytes)
-            if row.peak_memory_bytes and base.peak_memory_bytes
+            if row.peak_memory_bytes is not None and base.peak_memory_bytes
             else float("nan"),
             "selection_share": row.selection_s / Row._median(base.prefill_s),
         }
@@ -192,7 +202,8 @@ def run_bench(
                 if rep >= warmup:
                     row.prefill_s.append(prefill)
                     row.ttft_s.append(first)
-                    row.decode_tokens_per_s.append(batch["input_ids"].shape[0] * (decode_tokens - 1) / max(whole - first, 1e-9))
+                    row.generate_s.append(whole)
+                    row.new_tokens = batch["input_ids"].shape[0] * (decode_tokens - 1)
                 if handle is not None:
                     handle.remove()
                 if progress is not None:

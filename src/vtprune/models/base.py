@@ -206,6 +206,10 @@ class ModelAdapter:
             scaling=float(attn.scaling),
         )
 
+    def rope_tables(self, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder layers' (cos, sin) as their attention applies them, (B, L, head_dim)."""
+        return cos, sin
+
     def key_projection(self, layer: nn.Module) -> nn.Module:
         """The module whose output is the layer's keys before RoPE."""
         return layer.self_attn.k_proj
@@ -247,13 +251,14 @@ class ModelAdapter:
         samples = torch.div(group.positions[:, 0], level.image.shape[1], rounding_mode="floor")
         columns = group.positions - samples[:, None] * level.image.shape[1]
         parts = self.attention_parts(capture.layer)
+        rope = self.rope_tables(*capture.position_embeddings)
         if base == "attn_last":
             # The prompt's last token: left padding puts it at the end of every row.
             last = torch.full_like(samples, level.image.shape[1] - 1)[:, None]
-            rows = attention_rows(parts, capture, samples, last, level.attention_mask)
+            rows = attention_rows(parts, capture, rope, samples, last, level.attention_mask)
             return rows[:, 0].gather(1, columns)
         queries, _, mask = self._instruction(level, group)
-        rows = attention_rows(parts, capture, samples, queries, level.attention_mask)
+        rows = attention_rows(parts, capture, rope, samples, queries, level.attention_mask)
         picked = rows.gather(2, columns[:, None, :].expand(-1, queries.shape[1], -1))
         return picked * mask[..., None]
 

@@ -129,6 +129,20 @@ class Qwen2VLAdapter(ModelAdapter):
             return None
         return ImageLayout(self.image_token_mask(forward), tuple(r * c for r, c in grids), tuple(grids))
 
+    def rope_tables(self, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """transformers releases before the M-RoPE tables were merged in the rotary
+        embedding pass (3, B, L, d) and merge them in the attention: do the same."""
+        if cos.dim() == 3:
+            return cos, sin
+        text = self.config.text_config
+        parameters = getattr(text, "rope_parameters", None) or getattr(text, "rope_scaling", None) or {}
+        sections = list(parameters["mrope_section"]) * 2
+
+        def merge(table: torch.Tensor) -> torch.Tensor:
+            return torch.cat([part[i % 3] for i, part in enumerate(table.split(sections, dim=-1))], dim=-1)
+
+        return merge(cos), merge(sin)
+
     def match_vision_call(self, forward: Forward, layout: ImageLayout) -> VisionCall | None:
         for call in reversed(forward.vision_calls):
             if call.info and tuple(call.info) == layout.grids:

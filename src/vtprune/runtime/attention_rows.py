@@ -45,19 +45,21 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 def attention_rows(
     parts: AttentionParts,
     capture: LayerCapture,
+    rope: tuple[torch.Tensor, torch.Tensor],
     samples: torch.Tensor,
     queries: torch.Tensor,
     key_mask: torch.Tensor | None,
 ) -> torch.Tensor:
     """Head-averaged attention probabilities of the given query rows over all keys.
 
+    rope:     the layer's (cos, sin), each (B, L, head_dim), as its attention applies them
     samples:  (I,) batch row of each requested set of rows
     queries:  (I, Q) sequence positions of the query tokens in that row
     key_mask: (B, L) real tokens (``None``: all real)
     returns:  (I, Q, L) float32; row q of image i sums to 1 over the keys it may see
     """
     hidden = capture.hidden_in
-    cos, sin = capture.position_embeddings
+    cos, sin = rope
     if cos.dim() != 3:
         raise RuntimeError(f"expected (batch, tokens, head_dim) RoPE tables, got {tuple(cos.shape)}")
     num_images, num_queries = queries.shape

@@ -165,7 +165,8 @@ class LayerStages:
             cache = kwargs.get("past_key_values")
             prefill.overrides = {
                 "attention_mask": self._causal_mask(new_hidden, mask, cache, k),
-                "position_embeddings": (compaction.gather(cos, seq_dim=1), compaction.gather(sin, seq_dim=1)),
+                # (B, L, d), or (3, B, L, d) for M-RoPE in some releases: tokens are dim -2.
+                "position_embeddings": (compaction.gather(cos, seq_dim=-2), compaction.gather(sin, seq_dim=-2)),
                 "position_ids": None if positions is None else compaction.gather(
                     positions.expand(*positions.shape[:-2], new_hidden.shape[0], -1), seq_dim=-1
                 ),

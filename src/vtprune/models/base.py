@@ -141,6 +141,13 @@ class ModelAdapter:
                     )
                 if "sliding_attention" in (getattr(self.config.text_config, "layer_types", None) or ()):
                     raise ValueError("in-LLM stages need full-attention layers; this model uses sliding windows")
+                if not _masks_per_layer():
+                    import transformers
+
+                    raise ValueError(
+                        f"stage {stage.where!r}: pruning inside the language model needs transformers >= 5.14 "
+                        f"(attention masks sized to one layer's cache); installed: {transformers.__version__}"
+                    )
                 last = layer
             elif last:
                 raise ValueError(
@@ -320,6 +327,15 @@ class ModelAdapter:
         query = text.sum(1) / mask.sum(1, keepdim=True).clamp(min=1).to(text.dtype)
         visual = _rows(level.embeds, group.positions)
         return torch.nn.functional.cosine_similarity(visual.float(), query.float()[:, None, :], dim=-1)
+
+
+def _masks_per_layer() -> bool:
+    """Whether transformers can size a causal mask to one layer's cache (5.14+)."""
+    import inspect
+
+    from transformers.masking_utils import create_causal_mask
+
+    return "layer_idx" in inspect.signature(create_causal_mask).parameters
 
 
 def _rows(x: torch.Tensor, flat_positions: torch.Tensor) -> torch.Tensor:

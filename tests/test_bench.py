@@ -64,6 +64,11 @@ def test_run_schema_and_ratios_within_one_run(tmp_path):
     assert ratios["ideal_llm_time"] == pytest.approx(uniform.llm_macs / base.llm_macs)
     assert ratios["ideal_prefill_time"] > ratios["ideal_llm_time"]  # the vision tower is not pruned
     assert uniform.vision_macs == base.vision_macs
+    # The KV cache shrinks with the tokens: 2 layers x (k + v) x 32 wide x tokens x 4 bytes.
+    prompt = target.batch["input_ids"].shape[1]
+    assert base.kv_cache_bytes == 4 * 2 * 2 * 32 * prompt * 4
+    assert uniform.kv_cache_bytes == 4 * 2 * 2 * 32 * (prompt - 64 + 16) * 4
+    assert fastv.kv_cache_bytes == 2 * 2 * 2 * 32 * (2 * prompt - 64 + 16) * 4
     assert uniform.config["method"] == "uniform" and base.config is None
 
     write_json(result, tmp_path / "bench.json")

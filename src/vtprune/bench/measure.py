@@ -101,3 +101,14 @@ class HookTimer:
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
+
+
+def cache_bytes(cache) -> int:
+    """Bytes held by a transformers KV cache (every layer's keys and values)."""
+    total = 0
+    for layer in getattr(cache, "layers", ()):
+        for name in ("keys", "values"):
+            tensor = getattr(layer, name, None)
+            if isinstance(tensor, torch.Tensor):
+                total += tensor.numel() * tensor.element_size()
+    return total

@@ -17,24 +17,25 @@ def format_table(result: BenchResult) -> str:
         f"{s['attention']} attention; median of {s['repeats']} interleaved repetitions after {s['warmup']} warm-up",
         f"unpruned: prefill {Row._median(base.prefill_s) * 1e3:.1f} ms (spread {Row._spread(base.prefill_s) * 1e3:.1f}), "
         f"TTFT {Row._median(base.ttft_s) * 1e3:.1f} ms, decode {base.decode_tokens_per_s:.1f} tok/s, "
-        f"peak memory {_bytes(base.peak_memory_bytes)} ({base.memory_kind}), "
+        f"peak memory {_bytes(base.peak_memory_bytes)} ({base.memory_kind}), KV cache {_bytes(base.kv_cache_bytes)}, "
         f"{_macs(base.llm_macs + base.vision_macs)} ({_macs(base.llm_macs)} in the LLM)",
         "",
         f"{'method':<18}{'visual in':>10}{'avg/layer':>10}{'prefill':>9}{'ideal':>8}{'LLM ideal':>10}"
-        f"{'TTFT':>7}{'decode':>8}{'memory':>8}{'select':>8}",
+        f"{'TTFT':>7}{'decode':>8}{'memory':>8}{'KV':>7}{'select':>8}",
     ]
     for row in result.rows[1:]:
         r = result.ratios(row)
         lines.append(
             f"{row.label:<18}{row.visual_llm_input:>10}{row.visual_layer_avg:>10.1f}"
             f"{r['prefill_time']:>9.3f}{r['ideal_prefill_time']:>8.3f}{r['ideal_llm_time']:>10.3f}"
-            f"{r['ttft']:>7.3f}{r['decode_throughput']:>8.3f}{r['memory']:>8.3f}{r['selection_share']:>8.2%}"
+            f"{r['ttft']:>7.3f}{r['decode_throughput']:>8.3f}{r['memory']:>8.3f}{r['kv_cache']:>7.3f}{r['selection_share']:>8.2%}"
         )
     for label, why in result.skipped.items():
         lines.append(f"{label:<18}not run: {why}")
     lines += [
         "",
-        "prefill / ideal / LLM ideal / TTFT / memory: pruned over unpruned (lower is better); decode: throughput "
+        "prefill / ideal / LLM ideal / TTFT / memory / KV (cache after the prefill): pruned over unpruned (lower "
+        "is better); decode: throughput "
         "ratio (higher is better); select: time in vtprune's hooks as a share of the unpruned prefill. Ideal "
         "ratios count MACs: per decoder layer 4nd^2 + 2n^2d + 3ndm (k/v at their GQA width), vision tower included.",
     ]

@@ -20,7 +20,7 @@ from .. import prune
 from ..runtime.record import PruneStats
 from .flops import language_layer, prefill_macs, vision_macs
 from .inputs import Target
-from .measure import HookTimer, peak_memory, timed
+from .measure import HookTimer, cache_bytes, peak_memory, timed
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Row:
     generate_s: list[float] = field(default_factory=list)  # generate with decode_tokens new tokens
     peak_memory_bytes: int | None = None
     memory_kind: str = ""
+    kv_cache_bytes: int = 0  # the KV cache after the prefill
     selection_s: float = 0.0
     visual_before: int = 0
     visual_llm_input: int = 0
@@ -114,6 +115,7 @@ class BenchResult:
             "memory": (row.peak_memory_bytes / base.peak_memory_bytes)
             if row.peak_memory_bytes is not None and base.peak_memory_bytes
             else float("nan"),
+            "kv_cache": row.kv_cache_bytes / base.kv_cache_bytes if base.kv_cache_bytes else float("nan"),
             "selection_share": row.selection_s / Row._median(base.prefill_s),
         }
 
@@ -215,6 +217,7 @@ def run_bench(
             with peak_memory(device) as memory:
                 model.generate(**batch, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens, **generate_args)
             row.peak_memory_bytes, row.memory_kind = memory.get("bytes"), memory.get("kind", "")
+            row.kv_cache_bytes = cache_bytes(model(**batch, use_cache=True, logits_to_keep=1).past_key_values)
             if handle is not None:
                 timer = HookTimer(_hooked_modules(handle), device)
                 model(**batch, use_cache=True, logits_to_keep=1)

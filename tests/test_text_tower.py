@@ -80,7 +80,7 @@ def test_no_text_tower_warns_and_falls_back():
 def test_text_tower_errors_are_raised_before_patching(checkpoints, tmp_path):
     clip_dir, llm_dir = checkpoints
     qwen = tiny_qwen2_vl()
-    with pytest.raises(ValueError, match="not CLIP"):
+    with pytest.raises(ValueError, match="available for LLaVA-1.5"):
         vtprune.prune(qwen, "atp", keep=0.25, text_tower=str(clip_dir))
     llava = tiny_llava()
     with pytest.raises(ValueError, match="name_or_path"):

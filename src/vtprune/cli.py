@@ -11,7 +11,7 @@ from typing import Sequence
 
 def _cmd_methods(args: argparse.Namespace) -> int:
     from . import methods
-    from .models import supported_families
+    from .models import family_support
     from .registry import get_method
 
     rows = methods()
@@ -27,7 +27,10 @@ def _cmd_methods(args: argparse.Namespace) -> int:
             for name, text in get_method(row["name"]).config.field_help().items():
                 wrapped = textwrap.fill(text, 88, initial_indent=" " * (width + 6), subsequent_indent=" " * (width + 6))
                 print(f"{'':<{width}}    {name}:\n{wrapped}")
-    print("\nmodel families: " + "; ".join(f"{f} ({', '.join(c)})" for f, c in supported_families().items()))
+    print("\nmodel families (every method runs on every family):")
+    for family, classes, provided in family_support():
+        print(f"  {family:<16} {', '.join(classes)}")
+        print(f"  {'':<16} signals: {', '.join(provided)}")
     return 0
 
 

@@ -17,6 +17,11 @@ def supported_families() -> dict[str, tuple[str, ...]]:
     return {adapter.family: adapter.model_classes for adapter in ADAPTERS}
 
 
+def family_support() -> list[tuple[str, tuple[str, ...], list[str]]]:
+    """(family, model classes, signals its adapter provides) for every family."""
+    return [(a.family, a.model_classes, sorted(a.signals)) for a in ADAPTERS]
+
+
 def adapter_for(model: object) -> ModelAdapter:
     """The adapter for ``model``; ``TypeError`` naming the supported classes otherwise."""
     if isinstance(model, nn.Module):
@@ -27,4 +32,4 @@ def adapter_for(model: object) -> ModelAdapter:
     raise TypeError(f"model of type {type(model).__name__} is not supported; supported families: {accepted}")
 
 
-__all__ = ["ADAPTERS", "ModelAdapter", "adapter_for", "supported_families"]
+__all__ = ["ADAPTERS", "ModelAdapter", "adapter_for", "family_support", "supported_families"]

@@ -300,8 +300,9 @@ class ModelAdapter:
     def check_text_tower(self) -> None:
         """Raise if this family's vision tower has no CLIP text counterpart."""
         raise ValueError(
-            f"text_tower: the {self.family} adapter's vision tower is not CLIP; text relevance is computed "
-            "from the language model's input embeddings, leave text_tower unset"
+            f"text_tower: relevance in CLIP space is available for LLaVA-1.5 (family 'llava'); the "
+            f"{self.family} adapter computes text relevance from the language model's input embeddings, "
+            "leave text_tower unset"
         )
 
     def _clip_relevance(self, level: Level, group: ImageGroup) -> torch.Tensor:  # pragma: no cover - abstract

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from .campaign import Variant
-from .lmms_plugin import lmms_eval_available
+from . import lmms_plugin
 
 INSTALL_HINT = "lmms-eval is not installed: pip install 'vtprune[lmms]' (or pip install lmms-eval)"
 
@@ -39,7 +39,8 @@ def run_lmms(
 ) -> list[dict]:
     """One row per variant (the unpruned model first): each task's metrics and their
     retention (pruned / unpruned)."""
-    if not lmms_eval_available():
+    # Looked up on the module at call time, so the check sees the environment as it is now.
+    if not lmms_plugin.lmms_eval_available():
         raise RuntimeError(INSTALL_HINT)
     from lmms_eval.evaluator import simple_evaluate
     from lmms_eval.tasks import TaskManager

@@ -1,0 +1,9 @@
+"""Measuring what pruning costs in accuracy.
+
+``proving``: the bundled proving-ground model and its synthetic visual-QA task
+(:func:`~vtprune.eval.proving.evaluate`, :func:`~vtprune.eval.proving.compare_methods`).
+"""
+
+from .proving import Comparison, Run, compare_methods, default_examples, evaluate
+
+__all__ = ["Comparison", "Run", "compare_methods", "default_examples", "evaluate"]

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import string
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -122,6 +122,35 @@ def evaluate(
         "visual_tokens": sum(visual_tokens) / len(visual_tokens) if visual_tokens else None,
         "predictions": predictions,
         "seconds": time.perf_counter() - start,
+    }
+
+
+def blind_baseline(examples: Sequence[Example], reference_scenes: int = 3000) -> dict[str, Any]:
+    """The accuracy reachable from the question alone, without looking at the image.
+
+    Each question is answered with the answer most often given to that exact question
+    on ``reference_scenes`` scenes of the train split (or, for a question never seen
+    there, its family's most common answer). Near chance means the task cannot be
+    solved from the text, so accuracy lost under pruning is visual evidence lost.
+    Returns ``{"accuracy": ..., "families": {...}}`` like :func:`evaluate`.
+    """
+    from ..proving_ground import scene_questions
+
+    by_question: dict[str, Counter] = defaultdict(Counter)
+    by_family: dict[str, Counter] = defaultdict(Counter)
+    for index in range(reference_scenes):
+        for qa in scene_questions("train", index)[1]:
+            by_question[qa.question][qa.answer] += 1
+            by_family[qa.family][qa.answer] += 1
+    hits: dict[str, list[bool]] = defaultdict(list)
+    for e in examples:
+        prior = by_question.get(e.question) or by_family[e.family]
+        guess = prior.most_common(1)[0][0] if prior else ""
+        hits[e.family].append(guess == e.answer)
+    total = sum(len(h) for h in hits.values())
+    return {
+        "accuracy": sum(sum(h) for h in hits.values()) / total if total else float("nan"),
+        "families": {f: sum(hits[f]) / len(hits[f]) for f in FAMILIES if f in hits},
     }
 
 

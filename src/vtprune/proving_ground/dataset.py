@@ -86,20 +86,24 @@ def make_split(split: str, size: int, seed_offset: int = 0, corruption: str | No
     return [make_example(split, seed_offset + i, corruption) for i in range(size)]
 
 
-def scene_questions(split: str, index: int) -> tuple[Scene, list[QA]]:
-    """Scene ``index`` of ``split`` with one question of every family it supports.
+def scene_questions(split: str, index: int, per_family: int = 1) -> tuple[Scene, list[QA]]:
+    """Scene ``index`` of ``split`` with up to ``per_family`` questions of every family.
 
     The planned question (that of :func:`make_example`) comes first; the others are
-    drawn from what the scene supports, answer first, so they are roughly balanced
-    too. Training asks all of them of one image (see ``training.packing``).
+    distinct questions drawn from what the scene supports, answer first, so they are
+    roughly balanced too. Training asks all of them of one image (see
+    ``training.packing``).
     """
     scene, planned = planned_scene(split, index)
     rng = _rng(split, index, _QUESTIONS_STREAM)
     questions = [planned]
     for family in FAMILIES:
-        if family == planned.family:
-            continue
-        qa = balanced_choice(rng, CANDIDATES[family](scene))
-        if qa is not None:
+        options = [qa for qa in CANDIDATES[family](scene) if qa.question != planned.question]
+        wanted = per_family - 1 if family == planned.family else per_family
+        for _ in range(wanted):
+            qa = balanced_choice(rng, options)
+            if qa is None:
+                break
             questions.append(qa)
+            options.remove(qa)
     return scene, questions

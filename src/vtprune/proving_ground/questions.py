@@ -48,12 +48,21 @@ class QA:
     ``focus`` lists where the evidence is (the named object, the counted objects, the
     two related objects, the tile); it is empty when the evidence is an absence or the
     whole image (existence "no", counting "zero", global).
+
+    ``anchors`` ties words of the question to what they name: (index of the word in
+    :func:`question_words`, its boxes); relation questions have one per object.
     """
 
     question: str
     answer: str
     family: str
     focus: tuple[Box, ...] = ()
+    anchors: tuple[tuple[int, tuple[Box, ...]], ...] = ()
+
+
+def question_words(question: str) -> list[str]:
+    """The words of a question as the tokenizer splits them ("?" is a word)."""
+    return question.replace("?", " ?").split()
 
 
 Asker = Callable[[Scene], QA]
@@ -67,12 +76,12 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...] | list[str]) -> str
 
 def _colour_of(scene: Scene, shape: str) -> QA:
     (obj,) = scene.find(shape=shape)
-    return QA(f"what colour is the {shape}?", obj.colour, "attribute", (obj.box,))
+    return QA(f"what colour is the {shape}?", obj.colour, "attribute", (obj.box,), ((4, (obj.box,)),))
 
 
 def _shape_of(scene: Scene, colour: str) -> QA:
     (obj,) = scene.find(colour=colour)
-    return QA(f"what shape is the {colour} object?", obj.shape, "attribute", (obj.box,))
+    return QA(f"what shape is the {colour} object?", obj.shape, "attribute", (obj.box,), ((4, (obj.box,)),))
 
 
 def plan_attribute(rng: np.random.Generator, turn: int) -> tuple[Plan, Asker]:
@@ -93,7 +102,8 @@ def _exists(scene: Scene, shape: str, colour: str) -> QA:
     found = scene.find(shape, colour)
     answer = "yes" if found else "no"
     article = "an" if colour[0] in "aeiou" else "a"
-    return QA(f"is there {article} {colour} {shape}?", answer, "existence", tuple(o.box for o in found))
+    boxes = tuple(o.box for o in found)
+    return QA(f"is there {article} {colour} {shape}?", answer, "existence", boxes, ((4, boxes),) if boxes else ())
 
 
 def plan_existence(rng: np.random.Generator, turn: int) -> tuple[Plan, Asker]:
@@ -119,14 +129,16 @@ def candidates_existence(scene: Scene) -> list[QA]:
 
 def _count_shape(scene: Scene, shape: str) -> QA:
     found = scene.find(shape=shape)
-    return QA(f"how many {SHAPE_PLURALS[shape]} are there?", COUNT_WORDS[len(found)], "counting",
-              tuple(o.box for o in found))
+    boxes = tuple(o.box for o in found)
+    return QA(f"how many {SHAPE_PLURALS[shape]} are there?", COUNT_WORDS[len(found)], "counting", boxes,
+              ((2, boxes),) if boxes else ())
 
 
 def _count_colour(scene: Scene, colour: str) -> QA:
     found = scene.find(colour=colour)
-    return QA(f"how many {colour} objects are there?", COUNT_WORDS[len(found)], "counting",
-              tuple(o.box for o in found))
+    boxes = tuple(o.box for o in found)
+    return QA(f"how many {colour} objects are there?", COUNT_WORDS[len(found)], "counting", boxes,
+              ((2, boxes),) if boxes else ())
 
 
 def plan_counting(rng: np.random.Generator, turn: int) -> tuple[Plan, Asker]:
@@ -159,7 +171,8 @@ def _relate(scene: Scene, a: tuple[str, str], b: tuple[str, str]) -> QA | None:
     if direction is None:
         return None
     question = f"where is the {a[1]} {a[0]} relative to the {b[1]} {b[0]}?"
-    return QA(question, direction, "relation", (found_a[0].box, found_b[0].box))
+    box_a, box_b = found_a[0].box, found_b[0].box
+    return QA(question, direction, "relation", (box_a, box_b), ((4, (box_a,)), (9, (box_b,))))
 
 
 def plan_relation(rng: np.random.Generator, turn: int) -> tuple[Plan, Asker]:
@@ -182,7 +195,7 @@ def candidates_relation(scene: Scene) -> list[QA]:
 
 def _read(scene: Scene, colour: str) -> QA:
     (tile,) = [t for t in scene.tiles if t.colour == colour]
-    return QA(f"what is written on the {colour} tile?", tile.glyph, "reading", (tile.box,))
+    return QA(f"what is written on the {colour} tile?", tile.glyph, "reading", (tile.box,), ((6, (tile.box,)),))
 
 
 def plan_reading(rng: np.random.Generator, turn: int) -> tuple[Plan, Asker]:

@@ -166,9 +166,9 @@ class _Layout:
 
 
 def _draw_box(rng: np.random.Generator, cell: Box) -> Box:
-    """The drawn shape's box: 75-100% of the cell side, at a random offset inside it."""
+    """The drawn shape's box: 85-100% of the cell side, at a random offset inside it."""
     side = cell.x1 - cell.x0
-    drawn = int(rng.integers(round(side * 0.75), side + 1))
+    drawn = int(rng.integers(round(side * 0.85), side + 1))
     dx, dy = (int(v) for v in rng.integers(0, side - drawn + 1, size=2))
     return Box(cell.x0 + dx, cell.y0 + dy, cell.x0 + dx + drawn, cell.y0 + dy + drawn)
 

@@ -1,17 +1,16 @@
 """Grounding loss: one attention head learns to look where the question points.
 
 Trained from scratch on answers alone, the language model sits for thousands of steps
-at the answer prior before it learns to find the few tokens of the named object
-among ~600 (the classic plateau before a retrieval circuit forms): more than a CPU
-budget allows. This loss shortens it. At the position that predicts the answer (the
-last ``:``), head ``head`` of decoder layer ``layer`` is asked to put its attention
-on the question's evidence (``QA.focus``: the named object, the counted objects, the
-two related objects, the tile). Questions whose evidence is an absence or the whole
-image (existence "no", counting "zero", global) are not supervised. The other heads,
-and this head's use of what it finds, stay free. The weight fades to zero before
-training ends.
+at the answer prior before it learns to find the few tokens of a named object among
+~600 (the plateau before a retrieval circuit forms): more than a CPU budget allows.
+This loss shortens it. Each question's anchor words (the word that names an object:
+"star" in "what colour is the star?", both nouns of a relation question; see
+``QA.anchors``) are asked to put the attention of head ``head`` of decoder layer
+``layer`` on the tokens of what they name. Questions about an absence or the whole
+image have no anchors. The other heads, and what the model does with what this head
+finds, stay free; the weight fades to zero before training ends.
 
-The attention row is recomputed from the layer's own q / k projections (the input is
+The attention row is recomputed from the layer's own q / k projections (its input is
 captured by a hook), so the model keeps SDPA attention.
 """
 
@@ -25,7 +24,7 @@ import torch
 from torch import nn
 from transformers.models.llama.modeling_llama import rotate_half
 
-from .packing import IGNORE, PackedBatch
+from .packing import PackedBatch
 
 
 @contextmanager
@@ -44,32 +43,29 @@ def capture_attention_input(attention: nn.Module) -> Iterator[dict]:
         handle.remove()
 
 
-def answer_positions(batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows, cols) of the positions that predict each block's answer, in block order."""
-    rows, cols = (batch.labels != IGNORE).nonzero(as_tuple=True)
-    return rows[0::2], cols[0::2]  # targets alternate answer, EOS within each block
-
-
 def focus_attention_loss(
-    attention: nn.Module, seen: dict, batch: PackedBatch, focus: torch.Tensor, head: int
+    attention: nn.Module,
+    seen: dict,
+    batch: PackedBatch,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    focus: torch.Tensor,
+    head: int,
 ) -> torch.Tensor:
-    """-log(attention mass on the focus tokens), averaged over supervised questions.
+    """-log(attention mass on the focus tokens) of the query at each (row, col), averaged.
 
-    ``focus``: (questions, 576) bool, the visual tokens of each question's evidence.
+    ``rows``, ``cols``: (n,) positions of the querying tokens in the batch;
+    ``focus``: (n, 576) bool, the visual tokens each of them should attend to.
     """
-    supervised = focus.any(dim=1)
-    if not supervised.any():
+    if rows.numel() == 0:
         return seen["hidden"].new_zeros(())
-    rows, cols = answer_positions(batch)
-    rows, cols, focus = rows[supervised], cols[supervised], focus[supervised]
-
     hidden, (cos, sin) = seen["hidden"], seen["rotary"]
     dim = attention.head_dim
     kv_head = head // (attention.config.num_attention_heads // attention.config.num_key_value_heads)
     q_weight = attention.q_proj.weight[head * dim:(head + 1) * dim]
     k_weight = attention.k_proj.weight[kv_head * dim:(kv_head + 1) * dim]
     q = hidden[rows, cols] @ q_weight.T  # (n, dim)
-    k = hidden[rows] @ k_weight.T  # (n, L, dim): all keys of each question's sequence
+    k = hidden[rows] @ k_weight.T  # (n, L, dim): all keys of each query's sequence
     if attention.q_proj.bias is not None:
         q = q + attention.q_proj.bias[head * dim:(head + 1) * dim]
         k = k + attention.k_proj.bias[kv_head * dim:(kv_head + 1) * dim]

@@ -21,7 +21,7 @@ only and are not part of the checkpoint:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,9 @@ from ..scenes import GRID, Scene
 from ..vocabulary import BACKGROUND_COLOURS, GLYPHS, OBJECT_COLOURS, SHAPES
 from .grounding import capture_attention_input, focus_attention_loss
 from .packing import IGNORE, PackedBatch
+
+if TYPE_CHECKING:
+    from .batches import Anchors
 
 SCENE_LABELS: tuple[str, ...] = (
     tuple(f"{c} {s}" for s in SHAPES for c in OBJECT_COLOURS) + tuple(f"tile {g}" for g in GLYPHS)
@@ -88,10 +91,18 @@ class PatchHead(nn.Module):
         self.out = nn.ModuleList(nn.Linear(hidden, len(labels)) for labels in PATCH_LABELS.values())
 
     def loss(self, features: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean over label kinds of (loss on the tokens that have the label + loss on those
+        that do not): balanced, because the few object tokens are the ones that matter
+        and a plain mean over 576 tokens would be all background."""
         x = self.norm(features)
-        return sum(
-            F.cross_entropy(out(x).flatten(0, 1), targets[..., k].flatten()) for k, out in enumerate(self.out)
-        ) / len(self.out)
+        total = features.new_zeros(())
+        for k, out in enumerate(self.out):
+            per_token = F.cross_entropy(out(x).flatten(0, 1), targets[..., k].flatten(), reduction="none")
+            present = targets[..., k].flatten() > 0
+            for part in (present, ~present):
+                if part.any():
+                    total = total + per_token[part].mean()
+        return total / len(self.out)
 
 
 class SceneHead(nn.Module):
@@ -133,6 +144,9 @@ def forward_packed(
     vision = core.vision_tower(pixel_values, output_hidden_states=True)
     selected = vision.hidden_states[model.config.vision_feature_layer]
     image_features = core.multi_modal_projector(selected[:, 1:])  # "default": drop CLS
+    if batch.visual_index is not None:  # a subset of the visual tokens (see packing)
+        index = batch.visual_index[..., None].expand(-1, -1, image_features.shape[-1])
+        image_features = image_features.gather(1, index)
 
     embeds = core.get_input_embeddings()(batch.input_ids)
     s = batch.image_slice
@@ -149,8 +163,8 @@ class LossWeights:
 
     scene: float = 0.5
     patch: float = 0.5
-    grounding: float = 1.0
-    grounding_layer: int = 2
+    grounding: float = 0.0
+    grounding_layer: int = 1
     grounding_head: int = 0
 
 
@@ -161,13 +175,13 @@ def packed_losses(
     batch: PackedBatch,
     scene: torch.Tensor,
     patches: torch.Tensor,
-    focus: torch.Tensor,
+    anchors: "Anchors",
     weights: LossWeights,
 ) -> Losses:
     """Answer + EOS cross-entropy plus the weighted scene, patch and grounding losses.
 
     ``scene``, ``patches``: targets of :func:`scene_targets`, :func:`patch_targets`;
-    ``focus``: (questions, 576) bool evidence tokens per question block.
+    ``anchors``: the question words the grounding loss supervises (``batches.Anchors``).
     """
     attention = model.model.language_model.layers[weights.grounding_layer].self_attn
     with capture_attention_input(attention) as seen:
@@ -179,7 +193,9 @@ def packed_losses(
     scene_loss = F.binary_cross_entropy_with_logits(heads.scene(selected[:, 0]), scene)
     patch_loss = heads.patch.loss(selected[:, 1:], patches)
     if weights.grounding > 0:
-        grounding_loss = focus_attention_loss(attention, seen, batch, focus, weights.grounding_head)
+        grounding_loss = focus_attention_loss(
+            attention, seen, batch, anchors.rows, anchors.cols, anchors.focus, weights.grounding_head,
+        )
     else:
         grounding_loss = answer_loss.new_zeros(())
     with torch.no_grad():
@@ -188,6 +204,20 @@ def packed_losses(
     total = (answer_loss + weights.scene * scene_loss + weights.patch * patch_loss
              + weights.grounding * grounding_loss)
     return Losses(total, answer_loss, scene_loss, patch_loss, grounding_loss, correct)
+
+
+def vision_losses(
+    model: LlavaForConditionalGeneration,
+    heads: AuxiliaryHeads,
+    pixel_values: torch.Tensor,
+    scene: torch.Tensor,
+    patches: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scene loss, patch loss) of the vision tower alone, at the model's feature layer."""
+    vision = model.model.vision_tower(pixel_values, output_hidden_states=True)
+    selected = vision.hidden_states[model.config.vision_feature_layer]
+    scene_loss = F.binary_cross_entropy_with_logits(heads.scene(selected[:, 0]), scene)
+    return scene_loss, heads.patch.loss(selected[:, 1:], patches)
 
 
 @torch.no_grad()

@@ -112,3 +112,14 @@ def test_merges_and_stages_are_reported(model, batch):
     handle = vtprune.active_handle(model)
     logits(model, batch)
     assert handle.last_merge == [[None], [None, None]]
+
+
+def test_validate_checks_without_touching(model):
+    from vtprune import PruneConfig
+
+    config = vtprune.validate(model, "uniform", keep=0.5)
+    assert isinstance(config, PruneConfig) and config.keep == 0.5
+    with pytest.raises(ValueError, match="K must be in"):
+        vtprune.validate(model, "fastv", keep=0.5, layer=5)  # the model has 2 layers
+    assert vtprune.active_handle(model) is None
+    assert not model.model.language_model._forward_pre_hooks

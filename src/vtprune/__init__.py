@@ -16,7 +16,7 @@ from .signals import Signals
 
 # Last, on purpose: importing the ``vtprune.methods`` subpackage binds that name to the
 # package; the public name is the function that lists the methods.
-from .api import PruneHandle, active_handle, disabled, methods, prune  # noqa: E402
+from .api import PruneHandle, active_handle, disabled, methods, prune, validate  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -37,4 +37,5 @@ __all__ = [
     "register",
     "resolve_budget",
     "supported_families",
+    "validate",
 ]

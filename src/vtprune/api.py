@@ -107,11 +107,7 @@ def prune(model: nn.Module, method: str | PruneConfig, **config: Any) -> PruneHa
     validated before the model is touched; pruning a model that is already pruned
     replaces the previous method. ``generate`` and ``forward`` are called as before.
     """
-    spec, cfg = _make_config(method, config)
-    adapter = adapter_for(model)
-    cfg = spec.resolve(cfg, ModelShape(adapter.num_layers, adapter.image_tokens))
-    stages = spec.stages(cfg, adapter.num_layers)
-    adapter.check_stages(stages)
+    spec, cfg, adapter, stages = _plan(model, method, config)
     _attach_text_tower(model, adapter, cfg, stages)
 
     previous = getattr(adapter.core, _ATTRIBUTE, None)
@@ -122,6 +118,23 @@ def prune(model: nn.Module, method: str | PruneConfig, **config: Any) -> PruneHa
     handle = PruneHandle(model, spec, cfg, session)
     setattr(adapter.core, _ATTRIBUTE, handle)
     return handle
+
+
+def _plan(model: nn.Module, method: str | PruneConfig, config: dict[str, Any]):
+    """Everything :func:`prune` checks before touching the model."""
+    spec, cfg = _make_config(method, config)
+    adapter = adapter_for(model)
+    cfg = spec.resolve(cfg, ModelShape(adapter.num_layers, adapter.image_tokens))
+    stages = spec.stages(cfg, adapter.num_layers)
+    adapter.check_stages(stages)
+    return spec, cfg, adapter, stages
+
+
+def validate(model: nn.Module, method: str | PruneConfig, **config: Any) -> PruneConfig:
+    """The config :func:`prune` would apply to ``model``, or the error it would raise
+    (a budget a method cannot meet on this model, a layer it lacks...), without
+    touching the model or loading anything."""
+    return _plan(model, method, config)[1]
 
 
 def _attach_text_tower(model: nn.Module, adapter, config: PruneConfig, stages: list) -> None:

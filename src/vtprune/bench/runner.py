@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .. import prune
+from .. import prune, validate
 from ..runtime.record import PruneStats
 from .flops import language_layer, prefill_macs, vision_macs
 from .inputs import Target
@@ -185,7 +185,7 @@ def run_bench(
         if variant.method is None:
             continue
         try:
-            apply(variant).remove()
+            validate(model, variant.method, keep=variant.keep, **variant.options)
             runnable.append(variant)
         except (ValueError, TypeError) as error:
             skipped[variant.label] = str(error)

@@ -37,7 +37,7 @@ def _cmd_methods(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(keep=args.keep, tokens=args.tokens)
+    return run_demo(keep=args.keep, questions=args.questions, out=args.out, device=args.device)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -93,9 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="also list every config field")
     p.set_defaults(func=_cmd_methods)
 
-    p = sub.add_parser("demo", help="offline demonstration on bundled tiny models")
-    p.add_argument("--keep", type=float, default=0.25, help="kept ratio of visual tokens (default 0.25)")
-    p.add_argument("--tokens", type=int, default=16, help="tokens to generate (default 16)")
+    p = sub.add_parser("demo", help="every method on the bundled proving-ground model: accuracy, speed, a picture")
+    p.add_argument("--keep", type=float, default=0.222, help="kept share of visual tokens (default 0.222)")
+    p.add_argument("--questions", type=int, default=120, help="proving-ground questions (default 120)")
+    p.add_argument("--out", default="vtprune-demo", help="folder for demo.md, demo.json, demo.png")
+    p.add_argument("--device", help="default: cuda if available, else cpu")
     p.set_defaults(func=_cmd_demo)
 
     from .bench.architectures import ARCHITECTURES

@@ -1,64 +1,137 @@
-"""``vtprune demo``: every method on small random-weight models of each family, offline.
+"""``vtprune demo``: every method at one budget on the bundled proving-ground model, offline.
 
-For each family it checks the invariant a user relies on first (keep-all gives the
-unpruned model's tokens) and, per method, shows the visual tokens at the LLM input,
-how many generated tokens agree with the unpruned model, and the prefill time as a
-ratio against the unpruned model measured in the same run.
+Three things a user wants to see first, in a few minutes on a CPU:
+
+* accuracy: every method against the unpruned model on the same proving-ground
+  questions, overall and per question family, with retention;
+* speed: prefill time of every method as a ratio to the unpruned model, measured in
+  the same run, with the ideal ratio from MACs beside it;
+* a picture: which visual tokens some methods keep of one scene, for a question about
+  one small object.
+
+Writes ``demo.md``, ``demo.json`` and ``demo.png`` into the output folder.
 """
 
 from __future__ import annotations
 
-import statistics
+import json
 import time
+import warnings
+from pathlib import Path
 
 import torch
 
-from . import methods, prune
-from .testing import IMAGE, Image, make_batch, tiny_llava, tiny_qwen2_vl
+from . import methods, validate
+from .bench.inputs import Target, processor_batch
+from .bench.runner import Variant as BenchVariant
+from .bench.runner import run_bench
+
+PICTURE_METHODS = ("uniform", "fastv", "visionzip", "zspaprune", "coast", "sts")
 
 
-def _prefill_seconds(model, batch, repeats: int = 5) -> float:
-    times = []
-    with torch.inference_mode():
-        model(**batch)  # warm-up
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(**batch)
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def run_demo(keep: float = 0.222, questions: int = 120, out: str = "vtprune-demo", device: str | None = None) -> int:
+    from . import proving_ground
+    from .eval.proving import compare_methods, default_examples
+    from .progress import progress_bar
 
+    warnings.filterwarnings("ignore", message=".*text_tower.*")
+    start = time.perf_counter()
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model, processor = proving_ground.load(device=device)
+    names, skipped = [], {}
+    for name in (m["name"] for m in methods()):
+        try:
+            validate(model, name, keep=keep)  # a method this model cannot run is reported, not run
+            names.append(name)
+        except (ValueError, TypeError) as error:
+            skipped[name] = str(error)
+    examples = default_examples(questions)
+    print(f"vtprune demo: the bundled proving-ground model, {len(examples)} questions, every method at keep={keep}\n")
 
-def _generate(model, batch, tokens: int) -> torch.Tensor:
-    suppress = [model.config.image_token_id]
-    out = model.generate(**batch, max_new_tokens=tokens, do_sample=False, suppress_tokens=suppress)
-    return out[:, batch["input_ids"].shape[1]:]
+    with progress_bar(total=len(names) + 1, desc="accuracy") as bar:
+        comparison = compare_methods(model, processor, examples, [(n, keep) for n in names],
+                                     progress=lambda _line: bar.update(1))
+    speed_batch = processor_batch(processor, [e.image for e in examples[:4]], [e.question for e in examples[:4]])
+    speed_batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in speed_batch.items()}
+    with progress_bar(total=4 * (len(names) + 1), desc="speed") as bar:
+        speed = run_bench(Target("proving ground", model, speed_batch), [BenchVariant(n, keep) for n in names],
+                          repeats=3, warmup=1, decode_tokens=2, progress=bar)
 
-
-def run_demo(keep: float = 0.25, tokens: int = 16) -> int:
-    torch.manual_seed(0)
-    families = [
-        ("llava-1.5 (24x24 grid, 576 tokens/image)", tiny_llava(grid=24, layers=4), [[6, IMAGE, 12], [4, IMAGE, 20]]),
-        ("qwen2.5-vl (dynamic grids)", tiny_qwen2_vl(layers=4), [[6, Image(16, 24), 12], [4, Image(20, 14), 20]]),
-    ]
-    names = [m["name"] for m in methods() if m["stage"] == "pre_llm"]
-    print(f"vtprune demo: random-weight models, keep={keep}, {tokens} generated tokens\n")
-    for title, model, prompts in families:
-        batch = make_batch(model, prompts)
-        reference = _generate(model, batch, tokens)
-        base = _prefill_seconds(model, batch)
-        handle = prune(model, "uniform", keep=1.0)
-        same = torch.equal(_generate(model, batch, tokens), reference)
-        handle.remove()
-        print(f"{title}: keep=1.0 reproduces the unpruned tokens: {'yes' if same else 'NO'}")
-        print(f"  {'method':<10} {'visual tokens at LLM':>22} {'same tokens':>12} {'prefill time':>13}")
-        for name in names:
-            handle = prune(model, name, keep=keep)
-            agree = (_generate(model, batch, tokens) == reference).float().mean().item()
-            ratio = _prefill_seconds(model, batch) / base
-            stats = handle.stats
-            handle.remove()
-            counts = f"{stats.total_llm_input} of {stats.total_before}"
-            print(f"  {name:<10} {counts:>22} {agree:>11.0%} {ratio:>12.2f}x")
-        print()
-    print("Weights are random, so agreement measures nothing about accuracy; times are ratios to the unpruned model.")
+    rows = _rows(comparison, speed)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = _markdown(rows, comparison, keep, skipped)
+    (folder / "demo.md").write_text(text)
+    (folder / "demo.json").write_text(json.dumps({"keep": keep, "rows": rows, "skipped": skipped,
+                                                  "accuracy": comparison.to_dict(), "speed": speed.to_dict()},
+                                                 indent=2) + "\n")
+    picture = _picture(model, processor, keep, [n for n in PICTURE_METHODS if n in names], folder / "demo.png")
+    print(text)
+    print(f"picture of the kept tokens: {picture}")
+    print(f"wrote {folder / 'demo.md'} and {folder / 'demo.json'} in {time.perf_counter() - start:.0f} s")
     return 0
+
+
+def _rows(comparison, speed) -> list[dict]:
+    """Per method: accuracy and retention, visual tokens per image, and the prefill
+    speedup measured against the unpruned model (with its ideal from MACs)."""
+    measured = {row.method: row for row in speed.rows[1:]}
+    images = speed.settings["batch_size"]
+    rows = []
+    for run in comparison.runs:
+        bench_row = measured.get(run.method)
+        ratios = speed.ratios(bench_row) if bench_row is not None else {}
+        rows.append({
+            "method": run.method,
+            "visual_tokens": run.visual_tokens,
+            "visual_layer_avg": None if bench_row is None else bench_row.visual_layer_avg / images,
+            "accuracy": run.accuracy,
+            "retention": run.retention,
+            "families": run.families,
+            "prefill_speedup": 1 / ratios["prefill_time"] if ratios else None,
+            "ideal_speedup": 1 / ratios["ideal_prefill_time"] if ratios else None,
+        })
+    return rows
+
+
+def _markdown(rows: list[dict], comparison, keep: float, skipped: dict[str, str]) -> str:
+    base = comparison.baseline
+    lines = [
+        f"unpruned accuracy {100 * base.accuracy:.1f}% on {comparison.examples} questions; every method at keep={keep}",
+        "",
+        "| method | visual tokens (LLM input / layer avg) | accuracy | retention | prefill speedup | ideal (MACs) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in sorted(rows, key=lambda r: -(r["retention"] or 0)):
+        tokens = "-" if row["visual_tokens"] is None else f"{row['visual_tokens']:.0f}"
+        if row["visual_layer_avg"] is not None:
+            tokens += f" / {row['visual_layer_avg']:.0f}"
+        speedup = "-" if row["prefill_speedup"] is None else f"{row['prefill_speedup']:.2f}x"
+        ideal = "-" if row["ideal_speedup"] is None else f"{row['ideal_speedup']:.2f}x"
+        lines.append(f"| {row['method']} | {tokens} | {100 * row['accuracy']:.1f}% | {100 * (row['retention'] or 0):.0f}% | "
+                     f"{speedup} | {ideal} |")
+    for name, why in skipped.items():
+        lines.append(f"| {name} | not run: {why} | | | | |")
+    lines += ["", "visual tokens: per image; in-LLM methods see every token in their first layers, hence the average."]
+    return "\n".join(lines) + "\n"
+
+
+def _picture(model, processor, keep: float, names: list[str], path: Path) -> Path:
+    """The kept tokens of a few methods on one scene with a question about a small object."""
+    from .proving_ground import make_split
+    from .viz import overlay
+    from .viz.draw import panel_grid
+    from .viz.show import image_geometry, model_inputs, select
+
+    example = next(e for e in make_split("test", 12) if e.family == "attribute")
+    inputs = model_inputs(processor, example.image, example.question, model)
+    geometry = image_geometry(processor, model, example.image)
+    panels = [
+        overlay(example.image, s.kept, geometry, merge=s.merge, caption=s.caption, side=288)
+        for s in (select(model, inputs, name, keep) for name in names)
+    ]
+    title = overlay(example.image, range(geometry.num_tokens), geometry, caption=f"Q: {example.question}", side=288)
+    half = (len(panels) + 1) // 2
+    picture = panel_grid([[title, *panels[:half]], [title.copy(), *panels[half:]]])
+    picture.save(path, format="PNG")
+    return path

@@ -148,7 +148,7 @@ class Campaign:
                 "family": example.family,
                 "answer": example.answer,
                 "prediction": predicted,
-                "correct": predicted == example.answer.lower(),
+                "correct": predicted.lower() == example.answer.lower(),
                 "visual_before": None if stats is None else stats.before[position],
                 "visual_llm_input": None if stats is None else stats.llm_input[position],
                 "visual_layer_avg": None if stats is None else stats.layer_avg[position],

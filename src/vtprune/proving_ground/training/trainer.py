@@ -1,0 +1,217 @@
+"""The training loop of the proving-ground model, in two stages.
+
+1. Vision: the vision tower alone learns what is in each patch and in the image
+   (the patch and scene losses of :mod:`.objective`), as LLaVA starts from a
+   pretrained CLIP. Without it, shapes are recognised too slowly for the language
+   model to learn anything but answer priors within a CPU budget.
+2. LLaVA: the whole model learns to answer, with the auxiliary losses still on.
+
+Both stages use AdamW with linear warm-up and cosine decay. Stage 2 step s reads
+train scenes ``s*batch .. s*batch + batch - 1``; stage 1 reads scenes from
+``VISION_SCENES_START`` on, so no scene is seen twice. The data a run sees is fixed;
+``seed`` sets the initial weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import LlavaForConditionalGeneration, LlavaProcessor
+
+from ..model import ModelSize, build_model, build_processor
+from ..questions import FAMILIES
+from .batches import make_batch, make_vision_batch
+from .curriculum import visible_tokens
+from .objective import AuxiliaryHeads, LossWeights, answer_hits, packed_losses, vision_losses
+from .packing import Packer
+
+VISION_SCENES_START = 10_000_000
+
+
+@dataclass
+class TrainSettings:
+    vision_steps: int = 1000  # stage 1: vision tower alone
+    vision_batch: int = 32
+    vision_lr: float = 3e-3
+    steps: int = 3000  # stage 2: the whole model
+    batch: int = 16  # images per step
+    questions_per_family: int = 4  # questions asked of each image, per family
+    lr: float = 1.5e-3
+    warmup: int = 100
+    final_lr_ratio: float = 0.05
+    weight_decay: float = 0.05
+    clip_norm: float = 1.0
+    scene_weight: float = 0.5  # weight of the CLS scene loss
+    patch_weight: float = 0.5  # weight of the per-token patch loss
+    # Visual tokens per image in stage 2 (see training.curriculum): a subset of
+    # `subset_tokens` for `subset_hold` steps, then growing to all over `subset_ramp` steps.
+    subset_tokens: int = 128
+    subset_hold: int = 1000
+    subset_ramp: int = 1000
+    grounding_weight: float = 0.0  # initial weight of the grounding loss (see training.grounding)
+    grounding_fade: tuple[float, float] = (0.3, 0.6)  # ...fading linearly to 0 between these shares of stage 2
+    grounding_layer: int = 1
+    grounding_head: int = 0
+    seed: int = 0
+    threads: int = 2
+    eval_every: int = 250
+    val_images: int = 96
+    size: ModelSize = field(default_factory=ModelSize)
+
+
+def grounding_weight(settings: TrainSettings, step: int) -> float:
+    start, end = (share * settings.steps for share in settings.grounding_fade)
+    if step <= start:
+        return settings.grounding_weight
+    return settings.grounding_weight * max(0.0, 1.0 - (step - start) / max(1.0, end - start))
+
+
+def cosine_schedule(peak: float, step: int, steps: int, warmup: int, floor: float) -> float:
+    """Linear warm-up to ``peak``, then cosine decay to ``floor * peak`` at ``steps``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _optimizer(modules: list[torch.nn.Module], settings: TrainSettings) -> torch.optim.AdamW:
+    decay, no_decay = [], []
+    for module in modules:
+        for name, param in module.named_parameters():
+            (decay if param.dim() >= 2 and "embed" not in name else no_decay).append(param)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=settings.lr, betas=(0.9, 0.98),
+    )
+
+
+def _step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, lr: float, clip_norm: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    torch.nn.utils.clip_grad_norm_(params, clip_norm)
+    optimizer.step()
+
+
+class _Running:
+    """Exponential moving averages of the numbers the progress bar shows."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+
+    def update(self, **values: float) -> dict[str, str]:
+        for k, v in values.items():
+            self.values[k] = v if k not in self.values else 0.95 * self.values[k] + 0.05 * v
+        return {k: f"{v:.3f}" for k, v in self.values.items()}
+
+
+@torch.no_grad()
+def validate(
+    model: LlavaForConditionalGeneration, packer: Packer, images: int, visual_tokens: int = 576, batch: int = 16
+) -> dict[str, float]:
+    """Answer-word accuracy per family on validation scenes (one forward, no generation),
+    seeing ``visual_tokens`` tokens per image as training does at this point."""
+    model.eval()
+    hits: dict[str, list[bool]] = defaultdict(list)
+    generator = torch.Generator().manual_seed(0)
+    for start in range(0, images, batch):
+        b = make_batch(packer, "validation", range(start, min(images, start + batch)), 1, visual_tokens, generator)
+        for family, hit in zip(b.families, answer_hits(model, b.pixel_values, b.packed).tolist()):
+            hits[family].append(hit)
+    model.train()
+    result = {f: sum(hits[f]) / len(hits[f]) for f in FAMILIES if hits[f]}
+    result["overall"] = sum(sum(h) for h in hits.values()) / sum(len(h) for h in hits.values())
+    return result
+
+
+def _train_vision(model: LlavaForConditionalGeneration, heads: AuxiliaryHeads, settings: TrainSettings) -> None:
+    tower = model.model.vision_tower
+    optimizer = _optimizer([tower, heads], settings)
+    running = _Running()
+    bar = tqdm(range(settings.vision_steps), desc="stage 1: vision", unit="step", dynamic_ncols=True)
+    for step in bar:
+        first = VISION_SCENES_START + step * settings.vision_batch
+        batch = make_vision_batch(range(first, first + settings.vision_batch))
+        scene, patch = vision_losses(model, heads, batch.pixel_values, batch.scene_targets, batch.patch_targets)
+        lr = cosine_schedule(settings.vision_lr, step, settings.vision_steps, settings.warmup, settings.final_lr_ratio)
+        _step(optimizer, settings.scene_weight * scene + settings.patch_weight * patch, lr, settings.clip_norm)
+        bar.set_postfix(running.update(scene=scene.item(), patch=patch.item()))
+
+
+def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, LlavaProcessor, dict]:
+    """Train a model; returns it (float32), its processor, and a record of the run."""
+    torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    processor = build_processor()
+    model = build_model(settings.size, processor)
+    heads = AuxiliaryHeads(model.config.vision_config.hidden_size)
+    packer = Packer(processor.tokenizer)
+    model.train()
+    start = time.perf_counter()
+
+    _train_vision(model, heads, settings)
+    vision_seconds = time.perf_counter() - start
+
+    optimizer = _optimizer([model, heads], settings)
+    generator = torch.Generator().manual_seed(settings.seed)
+    history: list[dict] = []
+    running = _Running()
+    bar = tqdm(range(settings.steps), desc="stage 2: llava", unit="step", dynamic_ncols=True)
+    for step in bar:
+        first = step * settings.batch
+        tokens = visible_tokens(step, settings.subset_tokens, settings.subset_hold, settings.subset_ramp)
+        batch = make_batch(
+            packer, "train", range(first, first + settings.batch), settings.questions_per_family, tokens, generator,
+        )
+        weights = LossWeights(
+            settings.scene_weight, settings.patch_weight, grounding_weight(settings, step),
+            settings.grounding_layer, settings.grounding_head,
+        )
+        losses = packed_losses(
+            model, heads, batch.pixel_values, batch.packed, batch.scene_targets, batch.patch_targets,
+            batch.anchors, weights,
+        )
+        lr = cosine_schedule(settings.lr, step, settings.steps, settings.warmup, settings.final_lr_ratio)
+        _step(optimizer, losses.total, lr, settings.clip_norm)
+        shown = dict(tokens=tokens, loss=losses.answer.item(), acc=losses.answer_accuracy, patch=losses.patch.item())
+        if weights.grounding > 0:
+            shown["ground"] = losses.grounding.item()
+        bar.set_postfix(running.update(**shown))
+
+        if (step + 1) % settings.eval_every == 0 or step + 1 == settings.steps:
+            accuracy = validate(model, packer, settings.val_images, tokens)
+            elapsed = time.perf_counter() - start
+            history.append({"step": step + 1, "seconds": round(elapsed, 1), "visual_tokens": tokens,
+                            "validation": accuracy,
+                            "train_loss": round(running.values["loss"], 4)})
+            tqdm.write(f"step {step + 1} ({elapsed / 60:.1f} min, {tokens} visual tokens): "
+                       + " ".join(f"{k} {v:.2f}" for k, v in accuracy.items()))
+
+    model.eval()
+    record = {
+        "settings": {**asdict(settings), "size": settings.size.to_dict()},
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "vision_stage_seconds": round(vision_seconds, 1),
+        "torch_threads": settings.threads,
+        "torch_version": torch.__version__,
+        "history": history,
+    }
+    return model, processor, record
+
+
+def save_checkpoint(model: LlavaForConditionalGeneration, processor: LlavaProcessor, record: dict, path: Path) -> None:
+    """Weights in float16 safetensors, the processor, and the training record."""
+    path.mkdir(parents=True, exist_ok=True)
+    model.to(torch.float16).save_pretrained(path, safe_serialization=True)
+    model.to(torch.float32)
+    processor.save_pretrained(path)
+    (path / "training.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -1,0 +1,185 @@
+"""Training inputs compute what the real prompt computes."""
+
+import torch
+
+from vtprune.proving_ground import make_split, prompt, scene_questions
+from vtprune.proving_ground.model import ModelSize, build_model, build_processor
+from vtprune.proving_ground.render import render
+from vtprune.proving_ground.training.objective import (
+    AuxiliaryHeads, LossWeights, forward_packed, packed_losses, patch_targets, scene_targets,
+)
+from vtprune.proving_ground.training.batches import anchors
+from vtprune.proving_ground.training.packing import IGNORE, Packer
+from vtprune.proving_ground.training.pixels import pixel_values
+from vtprune.proving_ground.training.curriculum import choose_visual_tokens, visible_tokens
+from vtprune.proving_ground.training.trainer import cosine_schedule
+
+TINY = ModelSize(vision_hidden=32, vision_layers=1, vision_heads=2, vision_mlp=64,
+                 text_hidden=32, text_layers=2, text_heads=2, text_kv_heads=1, text_mlp=64)
+
+
+def test_fast_pixels_match_the_processor():
+    processor = build_processor()
+    images = [e.image for e in make_split("test", 3)]
+    expected = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    assert torch.allclose(pixel_values(images), expected, atol=1e-5)
+
+
+def test_packed_questions_equal_single_prompts():
+    torch.manual_seed(0)
+    processor = build_processor()
+    model = build_model(TINY, processor).eval()
+    packer = Packer(processor.tokenizer)
+    scenes, questions = zip(*(scene_questions("test", i) for i in range(2)))
+    images = [render(s) for s in scenes]
+    batch = packer.pack([[(qa.question, qa.answer) for qa in per] for per in questions])
+    with torch.no_grad():
+        _, hidden = forward_packed(model, pixel_values(images), batch)
+        rows, cols = (batch.labels != IGNORE).nonzero(as_tuple=True)
+        packed = model.lm_head(hidden[rows[0::2], cols[0::2]])  # where each answer is predicted
+        k = 0
+        for image, per_image in zip(images, questions):
+            for qa in per_image:
+                inputs = processor(images=[image], text=[prompt(qa.question)], return_tensors="pt")
+                single = model(**inputs).logits[0, -1]
+                assert torch.allclose(packed[k], single, atol=1e-4), qa.question
+                k += 1
+    assert k == len(packed)
+
+
+def test_a_few_steps_lower_the_loss():
+    torch.manual_seed(0)
+    processor = build_processor()
+    model = build_model(TINY, processor)
+    heads = AuxiliaryHeads(TINY.vision_hidden)
+    packer = Packer(processor.tokenizer)
+    scenes, questions = zip(*(scene_questions("train", i) for i in range(2)))
+    batch = packer.pack([[(qa.question, qa.answer) for qa in per] for per in questions])
+    pixels = pixel_values([render(s) for s in scenes])
+    scene, patches = scene_targets(list(scenes)), patch_targets(list(scenes))
+    words = anchors(batch, questions)
+    optimizer = torch.optim.AdamW(list(model.parameters()) + list(heads.parameters()), lr=1e-2)
+    losses = []
+    for _ in range(8):
+        out = packed_losses(model, heads, pixels, batch, scene, patches, words, LossWeights(grounding_layer=1))
+        optimizer.zero_grad()
+        out.total.backward()
+        optimizer.step()
+        losses.append(out.total.item())
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_learning_rate_warms_up_then_decays():
+    def lr(step):
+        return cosine_schedule(1.0, step, steps=100, warmup=10, floor=0.1)
+
+    assert lr(0) == 0.1 and abs(lr(9) - 1.0) < 1e-9
+    assert lr(50) < lr(20) and abs(lr(99) - 0.1) < 1e-3
+
+
+def test_visual_token_subset_keeps_every_object_token():
+    scenes = [scene_questions("test", i)[0] for i in range(3)]
+    targets = patch_targets(scenes)
+    index = choose_visual_tokens(targets, 128, torch.Generator().manual_seed(0))
+    assert index.shape == (3, 128) and bool((index.diff(dim=1) > 0).all())
+    for b in range(3):
+        occupied = set((targets[b] > 0).any(-1).nonzero().flatten().tolist())
+        assert occupied <= set(index[b].tolist())
+    assert choose_visual_tokens(targets, 576, torch.Generator()) is None
+    assert [visible_tokens(s, 128, 10, 20) for s in (0, 9, 20, 30, 99)] == [128, 128, 352, 576, 576]
+
+
+def test_a_subset_of_visual_tokens_keeps_their_positions():
+    """A packed subset computes what the full prompt computes with those tokens pruned."""
+    torch.manual_seed(0)
+    processor = build_processor()
+    model = build_model(TINY, processor).eval()
+    packer = Packer(processor.tokenizer)
+    scenes, questions = zip(*(scene_questions("test", i) for i in range(2)))
+    pixels = pixel_values([render(s) for s in scenes])
+    index = choose_visual_tokens(patch_targets(list(scenes)), 100, torch.Generator().manual_seed(0))
+    batch = packer.pack([[(qa.question, qa.answer) for qa in per] for per in questions], index)
+    with torch.no_grad():
+        _, hidden = forward_packed(model, pixels, batch)
+        rows, cols = (batch.labels != IGNORE).nonzero(as_tuple=True)
+        packed = model.lm_head(hidden[rows[0::2], cols[0::2]])
+        # Reference: the first question of image 0 through the language model with only
+        # the kept visual tokens, at their original positions.
+        full = packer.pack([[(questions[0][0].question, questions[0][0].answer)]])
+        embeds = model.model.get_input_embeddings()(full.input_ids)
+        vision = model.model.vision_tower(pixels[:1], output_hidden_states=True).hidden_states[-1][:, 1:]
+        features = model.model.multi_modal_projector(vision)
+        embeds[:, 3:579] = features
+        keep = torch.cat([torch.arange(3), 3 + index[0], torch.arange(579, full.input_ids.shape[1])])
+        out = model.model.language_model(
+            inputs_embeds=embeds[:, keep], position_ids=full.position_ids[:, keep],
+        ).last_hidden_state
+        start = 3 + 100
+        answer_at = start + (full.labels[0, 579:] != IGNORE).nonzero()[0, 0]
+        assert torch.allclose(model.lm_head(out[0, answer_at]), packed[0], atol=1e-4)
+
+
+def test_patch_targets_mark_each_object_once():
+    scenes = [scene_questions("test", i)[0] for i in range(3)]
+    targets = patch_targets(scenes)
+    for scene, per_image in zip(scenes, targets):
+        assert int(per_image[:, 3].sum()) == len(scene.objects)  # one top-left corner each
+        assert int((per_image[:, 2] > 0).sum()) == 4 * len(scene.tiles)  # a tile is 2 x 2 patches
+
+
+def test_grounding_recomputes_the_layers_attention_row():
+    """The supervised attention row equals the one eager attention computes."""
+    from vtprune.proving_ground.training.grounding import capture_attention_input, focus_attention_loss
+
+    torch.manual_seed(0)
+    processor = build_processor()
+    model = build_model(TINY, processor).eval()
+    with torch.no_grad():  # sharper attention than the initialisation, so the check means something
+        for p in model.model.language_model.parameters():
+            p.mul_(8.0) if p.dim() == 2 else None
+    packer = Packer(processor.tokenizer)
+    scenes, questions = zip(*(scene_questions("test", i) for i in range(2)))
+    batch = packer.pack([[(qa.question, qa.answer) for qa in per] for per in questions])
+    pixels = pixel_values([render(s) for s in scenes])
+    rows, cols = (batch.labels != IGNORE).nonzero(as_tuple=True)
+    rows, cols = rows[0::2], cols[0::2]  # the positions that predict the answers
+    n = len(rows)
+    focus = torch.zeros(n, 576, dtype=torch.bool)
+    focus[:, 100:140] = True
+    layer, head = 1, 1
+    attention = model.model.language_model.layers[layer].self_attn
+    with torch.no_grad(), capture_attention_input(attention) as seen:
+        forward_packed(model, pixels, batch)
+        loss = focus_attention_loss(attention, seen, batch, rows, cols, focus, head)
+
+    model.model.language_model.config._attn_implementation = "eager"
+    with torch.no_grad():
+        out = model.model.language_model(
+            inputs_embeds=torch.cat([
+                model.model.get_input_embeddings()(batch.input_ids)[:, :batch.image_slice.start],
+                model.model.multi_modal_projector(model.model.vision_tower(pixels, output_hidden_states=True)
+                                                  .hidden_states[-1][:, 1:]),
+                model.model.get_input_embeddings()(batch.input_ids)[:, batch.image_slice.stop:],
+            ], dim=1),
+            # eager attention adds the mask to the scores: give it 0 / -inf, not booleans
+            attention_mask=torch.zeros(batch.attention_mask.shape).masked_fill(~batch.attention_mask, float("-inf")),
+            position_ids=batch.position_ids, output_attentions=True,
+        )
+    weights = out.attentions[layer][rows, head, cols]  # (n, L)
+    s = batch.image_slice
+    expected = -torch.log(weights[:, s.start:s.stop][focus].view(n, -1).sum(-1)).mean()
+    assert torch.allclose(loss, expected, atol=1e-4)
+
+
+def test_anchor_words_sit_where_the_packer_put_them():
+    processor = build_processor()
+    packer = Packer(processor.tokenizer)
+    scenes, questions = zip(*(scene_questions("train", i) for i in range(3)))
+    batch = packer.pack([[(qa.question, qa.answer) for qa in per] for per in questions])
+    words = anchors(batch, questions)
+    assert len(words.rows) >= 6
+    tokens = processor.tokenizer.convert_ids_to_tokens(batch.input_ids[words.rows, words.cols].tolist())
+    names = {"star", "circle", "square", "triangle", "cross", "tile", "stars", "circles", "squares",
+             "triangles", "crosses", "red", "green", "blue", "yellow", "purple", "orange"}
+    assert set(tokens) <= names
+    assert bool(words.focus.any(dim=1).all())

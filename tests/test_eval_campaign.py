@@ -1,0 +1,93 @@
+"""``vtprune eval`` on the proving ground: reports, resuming an interrupted run, and two
+processes (torchrun, gloo) giving what one process gives."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vtprune.cli import main
+from vtprune.eval.campaign import Campaign, Variant
+
+
+def run_eval(out, *extra: str) -> dict:
+    assert main(["eval", "--method", "uniform", "fastv", "--keep", "0.25", "--limit", "12", "--batch-size", "4",
+                 "--out", str(out), *extra]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
+def comparable(report: dict) -> list[dict]:
+    return [{k: row[k] for k in ("label", "accuracy", "families", "visual_llm_input", "visual_layer_avg", "config")}
+            for row in report["rows"]]
+
+
+def test_eval_reports_every_variant_against_the_unpruned_model(tmp_path):
+    report = run_eval(tmp_path / "run")
+    assert [row["label"] for row in report["rows"]] == ["unpruned", "uniform@0.25", "fastv@0.25"]
+    unpruned, uniform, fastv = report["rows"]
+    assert unpruned["questions"] == uniform["questions"] == 12
+    assert set(unpruned["families"]) == {"attribute", "existence", "counting", "relation", "reading", "global"}
+    assert uniform["visual_llm_input"] == 144 and uniform["visual_layer_avg"] == 144
+    assert fastv["visual_llm_input"] == 576 and fastv["visual_layer_avg"] < 576
+    assert uniform["retention"] == pytest.approx(uniform["accuracy"] / unpruned["accuracy"])
+    assert uniform["config"]["method"] == "uniform" and unpruned["config"] is None
+    assert report["versions"]["torch"]
+    for name in ("results.md", "accuracy.png"):
+        assert (tmp_path / "run" / name).stat().st_size > 0
+    lines = (tmp_path / "run" / "predictions" / "uniform@0.25.jsonl").read_text().splitlines()
+    assert len(lines) == 12
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tmp_path):
+    complete = comparable(run_eval(tmp_path / "whole"))
+    out = tmp_path / "cut"
+    run_eval(out)
+    # Cut the last variant's answers short, as Ctrl-C after a few batches leaves them,
+    # with a line cut in the middle of writing.
+    path = out / "predictions" / "fastv@0.25.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:5]) + "\n" + lines[5][:20])
+    resumed = run_eval(out, "--resume")
+    assert comparable(resumed) == complete
+    assert len(path.read_text().splitlines()) >= 12
+
+
+def test_ctrl_c_keeps_the_answers_given(tmp_path):
+    from vtprune import proving_ground
+    from vtprune.eval.proving import default_examples
+
+    model, _ = proving_ground.load()
+    examples = default_examples(8)
+    calls = []
+
+    def answer(batch):
+        calls.append(len(batch))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return [e.answer for e in batch], None
+
+    campaign = Campaign(model, examples, answer, tmp_path, batch_size=3)
+    with pytest.raises(KeyboardInterrupt):
+        campaign.run_variant(Variant(None))
+    kept = (tmp_path / "predictions" / "unpruned.jsonl").read_text().splitlines()
+    assert len(kept) == 3  # the first batch, written before the interruption
+    resumed = Campaign(model, examples, lambda b: ([e.answer for e in b], None), tmp_path, batch_size=3, resume=True)
+    records, _ = resumed.run_variant(Variant(None))
+    assert [r["index"] for r in records] == list(range(8)) and all(r["correct"] for r in records)
+
+
+def test_two_processes_give_what_one_gives(tmp_path):
+    single = comparable(run_eval(tmp_path / "one"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+         "-m", "vtprune.cli", "eval", "--method", "uniform", "fastv", "--keep", "0.25", "--limit", "12",
+         "--batch-size", "4", "--out", str(tmp_path / "two")],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert comparable(json.loads((tmp_path / "two" / "results.json").read_text())) == single

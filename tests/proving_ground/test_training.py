@@ -61,7 +61,7 @@ def test_a_few_steps_lower_the_loss():
     optimizer = torch.optim.AdamW(list(model.parameters()) + list(heads.parameters()), lr=1e-2)
     losses = []
     for _ in range(8):
-        out = packed_losses(model, heads, pixels, batch, scene, patches, words, LossWeights(grounding_layer=1))
+        out = packed_losses(model, heads, pixels, batch, scene, patches, words, LossWeights(grounding=1.0))
         optimizer.zero_grad()
         out.total.backward()
         optimizer.step()
@@ -183,3 +183,12 @@ def test_anchor_words_sit_where_the_packer_put_them():
              "triangles", "crosses", "red", "green", "blue", "yellow", "purple", "orange"}
     assert set(tokens) <= names
     assert bool(words.focus.any(dim=1).all())
+    # The read hop: each question with anchors, from the token that predicts its answer
+    # (":", whose next-token label is the answer) to exactly its anchor words.
+    answers = processor.tokenizer.convert_ids_to_tokens(batch.input_ids[words.answer_rows, words.answer_cols].tolist())
+    assert set(answers) == {":"} and len(answers) == len({(int(r), int(c) - int(c) % 1) for r, c in
+                                                           zip(words.answer_rows, words.answer_cols)})
+    assert bool((batch.labels[words.answer_rows, words.answer_cols] != IGNORE).all())
+    named = words.words.nonzero()
+    expected = {(int(words.rows[i]), int(words.cols[i])) for i in range(len(words.rows))}
+    assert {(int(words.answer_rows[q]), int(c)) for q, c in named.tolist()} == expected

@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 
 from ..dataset import planned_scene, scene_questions
-from ..questions import QA
+from ..questions import QA, question_words
 from ..render import render
 from ..scenes import GRID
 from .curriculum import choose_visual_tokens
@@ -63,18 +63,31 @@ def make_batch(
 
 @dataclass
 class Anchors:
-    """Positions of anchor words in a packed batch, and the visual tokens each names."""
+    """Positions of anchor words in a packed batch, and the visual tokens each names;
+    and for each question with anchors, its answer position and its anchor words."""
 
     rows: torch.Tensor  # (n,) image of the batch
     cols: torch.Tensor  # (n,) position of the word in the sequence
     focus: torch.Tensor  # (n, visual tokens in the sequence) bool
+    answer_rows: torch.Tensor  # (m,) image of the batch
+    answer_cols: torch.Tensor  # (m,) position of the token that predicts the answer
+    words: torch.Tensor  # (m, sequence length) bool: that question's anchor words
 
 
 def anchors(packed: PackedBatch, questions: Sequence[Sequence[QA]]) -> Anchors:
     rows, cols, masks = [], [], []
+    answer_rows, answer_cols, words = [], [], []
+    length = packed.input_ids.shape[1]
     for b, per_scene in enumerate(questions):
         for j, qa in enumerate(per_scene):
             start = packed.image_slice.stop + j * packed.block_width
+            if qa.anchors:
+                # The block is the question's words, "ASSISTANT", ":" and the answer.
+                answer_rows.append(b)
+                answer_cols.append(start + len(question_words(qa.question)) + 1)
+                named = torch.zeros(length, dtype=torch.bool)
+                named[[start + word for word, _ in qa.anchors]] = True
+                words.append(named)
             for word, boxes in qa.anchors:
                 mask = torch.zeros(GRID * GRID, dtype=torch.bool)
                 for box in boxes:
@@ -84,8 +97,10 @@ def anchors(packed: PackedBatch, questions: Sequence[Sequence[QA]]) -> Anchors:
                 masks.append(mask)
     if not masks:
         empty = torch.zeros(0, dtype=torch.long)
-        return Anchors(empty, empty, torch.zeros(0, GRID * GRID, dtype=torch.bool))
+        return Anchors(empty, empty, torch.zeros(0, GRID * GRID, dtype=torch.bool),
+                       empty, empty, torch.zeros(0, length, dtype=torch.bool))
     rows_t, focus = torch.tensor(rows), torch.stack(masks)
     if packed.visual_index is not None:  # only some visual tokens are in the sequence
         focus = focus.gather(1, packed.visual_index[rows_t])
-    return Anchors(rows_t, torch.tensor(cols), focus)
+    return Anchors(rows_t, torch.tensor(cols), focus, torch.tensor(answer_rows), torch.tensor(answer_cols),
+                   torch.stack(words))

@@ -137,11 +137,12 @@ class Losses:
 
 
 def forward_packed(
-    model: LlavaForConditionalGeneration, pixel_values: torch.Tensor, batch: PackedBatch
+    model: LlavaForConditionalGeneration, pixel_values: torch.Tensor, batch: PackedBatch, train_vision: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(vision hidden states at the feature layer, CLS included; LM last hidden states)."""
     core = model.model
-    vision = core.vision_tower(pixel_values, output_hidden_states=True)
+    with torch.set_grad_enabled(train_vision and torch.is_grad_enabled()):
+        vision = core.vision_tower(pixel_values, output_hidden_states=True)
     selected = vision.hidden_states[model.config.vision_feature_layer]
     image_features = core.multi_modal_projector(selected[:, 1:])  # "default": drop CLS
     if batch.visual_index is not None:  # a subset of the visual tokens (see packing)
@@ -159,13 +160,18 @@ def forward_packed(
 
 @dataclass
 class LossWeights:
-    """Weights of the auxiliary losses, and where the grounding loss acts."""
+    """Weights of the auxiliary losses, and where the two grounding losses act
+    (see ``training.grounding``). ``vision`` False: the vision tower is frozen, runs
+    without gradients, and the scene and patch losses are skipped."""
 
     scene: float = 0.5
     patch: float = 0.5
     grounding: float = 0.0
-    grounding_layer: int = 1
-    grounding_head: int = 0
+    look_layer: int = 0
+    look_head: int = 0
+    read_layer: int = 1
+    read_head: int = 1
+    vision: bool = True
 
 
 def packed_losses(
@@ -183,21 +189,28 @@ def packed_losses(
     ``scene``, ``patches``: targets of :func:`scene_targets`, :func:`patch_targets`;
     ``anchors``: the question words the grounding loss supervises (``batches.Anchors``).
     """
-    attention = model.model.language_model.layers[weights.grounding_layer].self_attn
-    with capture_attention_input(attention) as seen:
-        selected, hidden = forward_packed(model, pixel_values, batch)
+    layers = model.model.language_model.layers
+    look, read = layers[weights.look_layer].self_attn, layers[weights.read_layer].self_attn
+    with capture_attention_input(look) as seen_look, capture_attention_input(read) as seen_read:
+        selected, hidden = forward_packed(model, pixel_values, batch, train_vision=weights.vision)
     rows, cols = (batch.labels != IGNORE).nonzero(as_tuple=True)  # only these need the LM head
     logits = model.lm_head(hidden[rows, cols])
     labels = batch.labels[rows, cols]
     answer_loss = F.cross_entropy(logits, labels)
-    scene_loss = F.binary_cross_entropy_with_logits(heads.scene(selected[:, 0]), scene)
-    patch_loss = heads.patch.loss(selected[:, 1:], patches)
+    zero = answer_loss.new_zeros(())
+    if weights.vision:
+        scene_loss = F.binary_cross_entropy_with_logits(heads.scene(selected[:, 0]), scene)
+        patch_loss = heads.patch.loss(selected[:, 1:], patches)
+    else:
+        scene_loss = patch_loss = zero
+    grounding_loss = zero
     if weights.grounding > 0:
         grounding_loss = focus_attention_loss(
-            attention, seen, batch, anchors.rows, anchors.cols, anchors.focus, weights.grounding_head,
+            look, seen_look, batch, anchors.rows, anchors.cols, anchors.focus, weights.look_head,
+        ) + focus_attention_loss(
+            read, seen_read, batch, anchors.answer_rows, anchors.answer_cols, anchors.words, weights.read_head,
+            keys=slice(0, batch.input_ids.shape[1]),
         )
-    else:
-        grounding_loss = answer_loss.new_zeros(())
     with torch.no_grad():
         # Targets alternate answer, EOS within each block (see packing).
         correct = (logits[0::2].argmax(-1) == labels[0::2]).float().mean().item()

@@ -37,13 +37,13 @@ VISION_SCENES_START = 10_000_000
 
 @dataclass
 class TrainSettings:
-    vision_steps: int = 1000  # stage 1: vision tower alone
-    vision_batch: int = 32
+    vision_steps: int = 600  # stage 1: vision tower alone
+    vision_batch: int = 16
     vision_lr: float = 3e-3
-    steps: int = 3000  # stage 2: the whole model
+    steps: int = 7000  # stage 2: the whole model
     batch: int = 16  # images per step
-    questions_per_family: int = 4  # questions asked of each image, per family
-    lr: float = 1.5e-3
+    questions_per_family: int = 2  # questions asked of each image, per family
+    lr: float = 2e-3
     warmup: int = 100
     final_lr_ratio: float = 0.05
     weight_decay: float = 0.05
@@ -52,16 +52,17 @@ class TrainSettings:
     patch_weight: float = 0.5  # weight of the per-token patch loss
     # Visual tokens per image in stage 2 (see training.curriculum): a subset of
     # `subset_tokens` for `subset_hold` steps, then growing to all over `subset_ramp` steps.
-    subset_tokens: int = 128
-    subset_hold: int = 1000
-    subset_ramp: int = 1000
-    grounding_weight: float = 0.0  # initial weight of the grounding loss (see training.grounding)
-    grounding_fade: tuple[float, float] = (0.3, 0.6)  # ...fading linearly to 0 between these shares of stage 2
-    grounding_layer: int = 1
-    grounding_head: int = 0
+    subset_tokens: int = 112
+    subset_hold: int = 6300
+    subset_ramp: int = 700
+    grounding_weight: float = 1.0  # initial weight of the grounding losses (see training.grounding)
+    grounding_fade: tuple[float, float] = (1.0, 1.0)  # ...fading linearly to 0 between these shares of stage 2
+    # Stage 2 keeps the vision tower of stage 1 frozen: what it learnt from dense
+    # labels is what the answers need, and without its backward pass a step costs half.
+    freeze_vision: bool = True
     seed: int = 0
     threads: int = 2
-    eval_every: int = 250
+    eval_every: int = 500
     val_images: int = 96
     size: ModelSize = field(default_factory=ModelSize)
 
@@ -85,6 +86,8 @@ def _optimizer(modules: list[torch.nn.Module], settings: TrainSettings) -> torch
     decay, no_decay = [], []
     for module in modules:
         for name, param in module.named_parameters():
+            if not param.requires_grad:
+                continue
             (decay if param.dim() >= 2 and "embed" not in name else no_decay).append(param)
     return torch.optim.AdamW(
         [{"params": decay, "weight_decay": settings.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
@@ -161,6 +164,8 @@ def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, Llava
     _train_vision(model, heads, settings)
     vision_seconds = time.perf_counter() - start
 
+    if settings.freeze_vision:
+        model.model.vision_tower.requires_grad_(False)
     optimizer = _optimizer([model, heads], settings)
     generator = torch.Generator().manual_seed(settings.seed)
     history: list[dict] = []
@@ -174,7 +179,7 @@ def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, Llava
         )
         weights = LossWeights(
             settings.scene_weight, settings.patch_weight, grounding_weight(settings, step),
-            settings.grounding_layer, settings.grounding_head,
+            vision=not settings.freeze_vision,
         )
         losses = packed_losses(
             model, heads, batch.pixel_values, batch.packed, batch.scene_targets, batch.patch_targets,
@@ -182,7 +187,9 @@ def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, Llava
         )
         lr = cosine_schedule(settings.lr, step, settings.steps, settings.warmup, settings.final_lr_ratio)
         _step(optimizer, losses.total, lr, settings.clip_norm)
-        shown = dict(tokens=tokens, loss=losses.answer.item(), acc=losses.answer_accuracy, patch=losses.patch.item())
+        shown = dict(tokens=tokens, loss=losses.answer.item(), acc=losses.answer_accuracy)
+        if weights.vision:
+            shown["patch"] = losses.patch.item()
         if weights.grounding > 0:
             shown["ground"] = losses.grounding.item()
         bar.set_postfix(running.update(**shown))
@@ -196,6 +203,7 @@ def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, Llava
             tqdm.write(f"step {step + 1} ({elapsed / 60:.1f} min, {tokens} visual tokens): "
                        + " ".join(f"{k} {v:.2f}" for k, v in accuracy.items()))
 
+    model.requires_grad_(True)
     model.eval()
     record = {
         "settings": {**asdict(settings), "size": settings.size.to_dict()},

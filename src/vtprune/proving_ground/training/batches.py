@@ -71,13 +71,13 @@ class Anchors:
     focus: torch.Tensor  # (n, visual tokens in the sequence) bool
     answer_rows: torch.Tensor  # (m,) image of the batch
     answer_cols: torch.Tensor  # (m,) position of the token that predicts the answer
-    words: torch.Tensor  # (m, sequence length) bool: that question's anchor words
+    first_word: torch.Tensor  # (m,) position of that question's first anchor word
+    last_word: torch.Tensor  # (m,) ...and of its last (the same word when it has one)
 
 
 def anchors(packed: PackedBatch, questions: Sequence[Sequence[QA]]) -> Anchors:
     rows, cols, masks = [], [], []
-    answer_rows, answer_cols, words = [], [], []
-    length = packed.input_ids.shape[1]
+    answer_rows, answer_cols, first_word, last_word = [], [], [], []
     for b, per_scene in enumerate(questions):
         for j, qa in enumerate(per_scene):
             start = packed.image_slice.stop + j * packed.block_width
@@ -85,9 +85,8 @@ def anchors(packed: PackedBatch, questions: Sequence[Sequence[QA]]) -> Anchors:
                 # The block is the question's words, "ASSISTANT", ":" and the answer.
                 answer_rows.append(b)
                 answer_cols.append(start + len(question_words(qa.question)) + 1)
-                named = torch.zeros(length, dtype=torch.bool)
-                named[[start + word for word, _ in qa.anchors]] = True
-                words.append(named)
+                first_word.append(start + qa.anchors[0][0])
+                last_word.append(start + qa.anchors[-1][0])
             for word, boxes in qa.anchors:
                 mask = torch.zeros(GRID * GRID, dtype=torch.bool)
                 for box in boxes:
@@ -97,10 +96,9 @@ def anchors(packed: PackedBatch, questions: Sequence[Sequence[QA]]) -> Anchors:
                 masks.append(mask)
     if not masks:
         empty = torch.zeros(0, dtype=torch.long)
-        return Anchors(empty, empty, torch.zeros(0, GRID * GRID, dtype=torch.bool),
-                       empty, empty, torch.zeros(0, length, dtype=torch.bool))
+        return Anchors(empty, empty, torch.zeros(0, GRID * GRID, dtype=torch.bool), empty, empty, empty, empty)
     rows_t, focus = torch.tensor(rows), torch.stack(masks)
     if packed.visual_index is not None:  # only some visual tokens are in the sequence
         focus = focus.gather(1, packed.visual_index[rows_t])
     return Anchors(rows_t, torch.tensor(cols), focus, torch.tensor(answer_rows), torch.tensor(answer_cols),
-                   torch.stack(words))
+                   torch.tensor(first_word), torch.tensor(last_word))

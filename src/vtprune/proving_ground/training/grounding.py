@@ -6,10 +6,14 @@ at the answer prior before it learns to find the few tokens of a named object am
 Answering "what colour is the star?" takes two hops, and each gets its own loss:
 
 * look: the anchor word ("star"; both nouns of a relation question; see
-  ``QA.anchors``) puts the attention of one head of the first decoder layer on the
-  visual tokens of what it names;
+  ``QA.anchors``) puts the attention of one head of the second decoder layer on the
+  visual tokens of what it names. Not the first layer: "tile" in "the red tile" or
+  "circle" in "is there a red circle?" names one object only together with its
+  colour word, which the first layer can bring to it;
 * read: the token that predicts the answer (the ``:`` of ``ASSISTANT:``) puts the
-  attention of one head of the second layer on those anchor words.
+  attention of one head of the third layer on the first anchor word and of another
+  on the last (the same word when there is one), so that a relation question sees
+  its two objects apart.
 
 Supervising only the first hop is not enough: measured on this task, the anchor
 words find their objects within a hundred steps, yet the answer stays at its prior

@@ -167,10 +167,10 @@ class LossWeights:
     scene: float = 0.5
     patch: float = 0.5
     grounding: float = 0.0
-    look_layer: int = 0
+    look_layer: int = 1
     look_head: int = 0
-    read_layer: int = 1
-    read_head: int = 1
+    read_layer: int = 2
+    read_heads: tuple[int, int] = (1, 2)  # one for the first anchor word, one for the last
     vision: bool = True
 
 
@@ -207,10 +207,14 @@ def packed_losses(
     if weights.grounding > 0:
         grounding_loss = focus_attention_loss(
             look, seen_look, batch, anchors.rows, anchors.cols, anchors.focus, weights.look_head,
-        ) + focus_attention_loss(
-            read, seen_read, batch, anchors.answer_rows, anchors.answer_cols, anchors.words, weights.read_head,
-            keys=slice(0, batch.input_ids.shape[1]),
         )
+        length = batch.input_ids.shape[1]
+        positions = torch.arange(length)
+        for head, word in zip(weights.read_heads, (anchors.first_word, anchors.last_word)):
+            grounding_loss = grounding_loss + 0.5 * focus_attention_loss(
+                read, seen_read, batch, anchors.answer_rows, anchors.answer_cols, positions[None] == word[:, None],
+                head, keys=slice(0, length),
+            )
     with torch.no_grad():
         # Targets alternate answer, EOS within each block (see packing).
         correct = (logits[0::2].argmax(-1) == labels[0::2]).float().mean().item()

@@ -91,3 +91,15 @@ def test_two_processes_give_what_one_gives(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert comparable(json.loads((tmp_path / "two" / "results.json").read_text())) == single
+
+
+def test_model_without_task_is_a_proving_ground_checkpoint(tmp_path):
+    from vtprune import proving_ground
+
+    args = ["eval", "--method", "uniform", "--keep", "0.25", "--limit", "6", "--batch-size", "6"]
+    assert main([*args, "--model", str(proving_ground.checkpoint_path()), "--out", str(tmp_path / "path")]) == 0
+    assert main([*args, "--out", str(tmp_path / "bundled")]) == 0
+    by_path, bundled = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("path", "bundled"))
+    assert comparable(by_path) == comparable(bundled)
+    with pytest.raises(SystemExit, match="--task"):
+        main([*args, "--model", "llava-hf/llava-1.5-7b-hf", "--out", str(tmp_path / "hub")])

@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy of methods and budgets vs the unpruned model")
     p.add_argument("--method", nargs="+", help="methods to evaluate (default: all)")
     p.add_argument("--keep", nargs="+", default=DEFAULT_KEEPS, help="budgets: counts (128) or ratios (0.222)")
-    p.add_argument("--model", help="Hugging Face id or path (with --task; default: the bundled proving ground)")
+    p.add_argument("--model", help="with --task: a Hugging Face id or path, run through lmms-eval; without: a "
+                   "proving-ground checkpoint folder (default: the bundled model)")
     p.add_argument("--task", help="comma-separated lmms-eval tasks, e.g. pope,gqa (needs vtprune[lmms])")
     p.add_argument("--include-path", help="folder of extra lmms-eval task definitions")
     p.add_argument("--limit", type=int, help="questions (proving ground) or documents per task (lmms-eval)")
@@ -65,10 +66,13 @@ def _run_proving_ground(args: argparse.Namespace, variants: list[Variant], out: 
     from ..progress import progress_bar
     from .proving import DEFAULT_EXAMPLES, default_examples, evaluate
 
-    if args.model:
-        raise SystemExit("vtprune eval: --model needs --task (real benchmarks through lmms-eval)")
+    # Without --task, --model names a proving-ground checkpoint (one retrained with
+    # `python -m vtprune.proving_ground.train`); real checkpoints need a task.
+    if args.model and not (Path(args.model) / "config.json").is_file():
+        raise SystemExit(f"vtprune eval: --model {args.model} without --task must be a folder holding a proving-ground "
+                         "checkpoint; for real benchmarks through lmms-eval add --task")
     device, dtype = _device_dtype(args)
-    model, processor = proving_ground.load(device=device, dtype=dtype)
+    model, processor = proving_ground.load(device=device, dtype=dtype, path=args.model)
     examples = default_examples(args.limit or DEFAULT_EXAMPLES, corruption=args.corruption)
 
     def answer(batch: list) -> tuple[list[str], object]:
@@ -88,7 +92,7 @@ def _run_proving_ground(args: argparse.Namespace, variants: list[Variant], out: 
         return 0
     rows = with_retention(rows)
     title = f"proving ground, {len(examples)} questions" + (f", {args.corruption}" if args.corruption else "")
-    report = {"target": "proving ground", "questions": len(examples), "corruption": args.corruption,
+    report = {"target": f"proving ground ({args.model or 'bundled model'})", "questions": len(examples), "corruption": args.corruption,
               "rows": rows, "versions": versions()}
     _write(out, report, markdown(rows, title))
     plot(rows, out / "accuracy.png", title)

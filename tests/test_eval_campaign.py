@@ -103,3 +103,12 @@ def test_model_without_task_is_a_proving_ground_checkpoint(tmp_path):
     assert comparable(by_path) == comparable(bundled)
     with pytest.raises(SystemExit, match="--task"):
         main([*args, "--model", "llava-hf/llava-1.5-7b-hf", "--out", str(tmp_path / "hub")])
+
+
+def test_a_variant_the_model_cannot_run_is_reported_not_run(tmp_path):
+    # The bundled model has 4 decoder layers: PDrop's stages cannot average 0.111 of the tokens.
+    assert main(["eval", "--method", "pdrop", "uniform", "--keep", "0.111", "--limit", "6", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "results.json").read_text())
+    assert [row["label"] for row in report["rows"]] == ["unpruned", "uniform@0.111"]
+    assert "cannot be met" in report["skipped"]["pdrop@0.111"]
+    assert "not run: pdrop@0.111" in (tmp_path / "results.md").read_text()

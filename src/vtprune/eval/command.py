@@ -62,7 +62,7 @@ def _device_dtype(args: argparse.Namespace) -> tuple[str, torch.dtype]:
 
 
 def _run_proving_ground(args: argparse.Namespace, variants: list[Variant], out: Path) -> int:
-    from .. import active_handle, proving_ground
+    from .. import active_handle, proving_ground, validate
     from ..progress import progress_bar
     from .proving import DEFAULT_EXAMPLES, default_examples, evaluate
 
@@ -80,7 +80,15 @@ def _run_proving_ground(args: argparse.Namespace, variants: list[Variant], out: 
         handle = active_handle(model)
         return result["predictions"], None if handle is None else handle.stats
 
-    all_variants = [Variant(None), *variants]
+    # A variant this model cannot run (say PDrop's schedule at a budget a 4-layer model
+    # cannot reach) is reported with the reason, not run.
+    skipped = {}
+    for variant in variants:
+        try:
+            validate(model, variant.method, keep=variant.keep)
+        except (ValueError, TypeError) as error:
+            skipped[variant.label] = str(error)
+    all_variants = [Variant(None), *(v for v in variants if v.label not in skipped)]
     rows = []
     with progress_bar(total=len(examples) * len(all_variants), desc="eval") as bar:
         campaign = Campaign(model, examples, answer, out, batch_size=args.batch_size, resume=args.resume,
@@ -93,10 +101,11 @@ def _run_proving_ground(args: argparse.Namespace, variants: list[Variant], out: 
     rows = with_retention(rows)
     title = f"proving ground, {len(examples)} questions" + (f", {args.corruption}" if args.corruption else "")
     report = {"target": f"proving ground ({args.model or 'bundled model'})", "questions": len(examples), "corruption": args.corruption,
-              "rows": rows, "versions": versions()}
-    _write(out, report, markdown(rows, title))
+              "rows": rows, "skipped": skipped, "versions": versions()}
+    text = markdown(rows, title) + "".join(f"\nnot run: {label}: {why}\n" for label, why in skipped.items())
+    _write(out, report, text)
     plot(rows, out / "accuracy.png", title)
-    print(markdown(rows, title))
+    print(text)
     print(f"wrote {out / 'results.json'}, {out / 'results.md'} and {out / 'accuracy.png'}")
     return 0
 

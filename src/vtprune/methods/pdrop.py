@@ -97,11 +97,13 @@ def prepare_pdrop(config: PDropConfig, shape: ModelShape) -> PDropConfig:
             layers = _increasing([max(1, round_half_up(layer * factor)) for layer in PAPER_LAYERS])
         config = dataclasses.replace(config, layers=layers)
     if solving:
-        first = scaled_layers(config.layers, shape.num_layers)[0]
+        scaled = scaled_layers(config.layers, shape.num_layers)
+        first = scaled[0]
         if share <= first / shape.num_layers:
             raise ValueError(
                 f"pdrop: keep={config.keep} (visual tokens averaged over the layers) cannot be met with "
-                f"layers={list(config.layers)}: the first {first} of {shape.num_layers} layers see every token, "
+                f"layers={list(config.layers)} (on a {REFERENCE_DEPTH}-layer scale: {list(scaled)} in this model): "
+                f"the first {first} of {shape.num_layers} layers see every token, "
                 f"so the average is at least {first / shape.num_layers:.3f} of them. Accepted: a keep above that, "
                 "earlier layers, layers=None (chosen for the budget), or a fixed ratio"
             )

@@ -21,7 +21,7 @@ Typical use (the bundled model, offline, a few minutes on a CPU)::
 from __future__ import annotations
 
 import json
-import string
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -35,7 +35,6 @@ from ..proving_ground import FAMILIES, Example, make_split, prompt
 DEFAULT_EXAMPLES = 300  # 50 questions per family
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_MAX_NEW_TOKENS = 3  # one answer word (one token for the bundled model) and EOS
-_STRIP = string.punctuation + string.whitespace
 
 
 def default_examples(size: int = DEFAULT_EXAMPLES, corruption: str | None = None) -> list[Example]:
@@ -44,9 +43,10 @@ def default_examples(size: int = DEFAULT_EXAMPLES, corruption: str | None = None
 
 
 def first_word(text: str) -> str:
-    """The answer word of a generated text: its first word, lower-cased, punctuation stripped."""
-    words = text.strip(_STRIP).split()
-    return words[0].strip(_STRIP).lower() if words else ""
+    """The answer word of a generated text: its first run of letters and digits, lower-cased
+    (so punctuation and a trailing special token such as ``</s>`` never count)."""
+    match = re.search(r"[^\W_]+", text)
+    return match.group(0).lower() if match else ""
 
 
 def is_correct(generated: str, answer: str) -> bool:

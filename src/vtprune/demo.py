@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import methods, validate
+from . import methods
 from .bench.inputs import Target, processor_batch
 from .bench.runner import Variant as BenchVariant
 from .bench.runner import run_bench
@@ -31,6 +31,7 @@ PICTURE_METHODS = ("uniform", "fastv", "visionzip", "zspaprune", "coast", "sts")
 
 def run_demo(keep: float = 0.222, questions: int = 120, out: str = "vtprune-demo", device: str | None = None) -> int:
     from . import proving_ground
+    from .eval.campaign import Variant, runnable
     from .eval.proving import compare_methods, default_examples
     from .progress import progress_bar
 
@@ -38,13 +39,10 @@ def run_demo(keep: float = 0.222, questions: int = 120, out: str = "vtprune-demo
     start = time.perf_counter()
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model, processor = proving_ground.load(device=device)
-    names, skipped = [], {}
-    for name in (m["name"] for m in methods()):
-        try:
-            validate(model, name, keep=keep)  # a method this model cannot run is reported, not run
-            names.append(name)
-        except (ValueError, TypeError) as error:
-            skipped[name] = str(error)
+    every = [Variant(m["name"], keep) for m in methods()]
+    ok, not_run = runnable(model, every)
+    names = [v.method for v in ok]
+    skipped = {v.method: not_run[v.label] for v in every if v.label in not_run}
     examples = default_examples(questions)
     print(f"vtprune demo: the bundled proving-ground model, {len(examples)} questions, every method at keep={keep}\n")
 

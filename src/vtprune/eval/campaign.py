@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .. import prune
+from .. import prune, validate
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,22 @@ class Variant:
     @property
     def label(self) -> str:
         return "unpruned" if self.method is None else f"{self.method}@{self.keep:g}"
+
+
+def runnable(model: Any, variants: Sequence[Variant]) -> tuple[list[Variant], dict[str, str]]:
+    """The variants ``model`` can run, and why each other one cannot (by label).
+
+    A variant the model cannot run (PDrop's stages at a budget a shallow model cannot
+    average down to) is reported with ``validate``'s reason instead of stopping the run.
+    """
+    ok, skipped = [], {}
+    for variant in variants:
+        try:
+            validate(model, variant.method, keep=variant.keep)
+            ok.append(variant)
+        except (ValueError, TypeError) as error:
+            skipped[variant.label] = str(error)
+    return ok, skipped
 
 
 def distributed() -> tuple[int, int]:

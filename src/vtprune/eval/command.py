@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .campaign import Campaign, Variant, markdown, plot, summarize, versions, with_retention
+from .campaign import Campaign, Variant, markdown, plot, runnable, summarize, versions, with_retention
 
 DEFAULT_KEEPS = ["0.111", "0.222", "0.333"]
 
@@ -62,7 +62,7 @@ def _device_dtype(args: argparse.Namespace) -> tuple[str, torch.dtype]:
 
 
 def _run_proving_ground(args: argparse.Namespace, variants: list[Variant], out: Path) -> int:
-    from .. import active_handle, proving_ground, validate
+    from .. import active_handle, proving_ground
     from ..progress import progress_bar
     from .proving import DEFAULT_EXAMPLES, default_examples, evaluate
 
@@ -80,15 +80,8 @@ def _run_proving_ground(args: argparse.Namespace, variants: list[Variant], out: 
         handle = active_handle(model)
         return result["predictions"], None if handle is None else handle.stats
 
-    # A variant this model cannot run (say PDrop's schedule at a budget a 4-layer model
-    # cannot reach) is reported with the reason, not run.
-    skipped = {}
-    for variant in variants:
-        try:
-            validate(model, variant.method, keep=variant.keep)
-        except (ValueError, TypeError) as error:
-            skipped[variant.label] = str(error)
-    all_variants = [Variant(None), *(v for v in variants if v.label not in skipped)]
+    variants, skipped = runnable(model, variants)
+    all_variants = [Variant(None), *variants]
     rows = []
     with progress_bar(total=len(examples) * len(all_variants), desc="eval") as bar:
         campaign = Campaign(model, examples, answer, out, batch_size=args.batch_size, resume=args.resume,

@@ -91,3 +91,26 @@ def test_cli_bench_end_to_end(tmp_path, capsys):
                  "--warmup", "0", "--decode-tokens", "2", "--out", str(tmp_path)]) == 0
     assert "uniform@0.25" in capsys.readouterr().out
     assert json.loads((tmp_path / "bench.json").read_text())["rows"][1]["visual_llm_input"] == 16
+
+
+def test_one_decoded_token_reports_no_throughput_instead_of_failing():
+    # With one new token there is no decoding to time: throughput is not a number, and
+    # the table and the ratios still come out.
+    model = tiny_llava(layers=2)
+    target = Target("tiny", model, synthetic_batch(model, 1, 8, (8, 8)))
+    result = run_bench(target, [Variant("uniform", 0.5)], repeats=1, warmup=0, decode_tokens=1)
+    base, uniform = result.rows
+    assert base.new_tokens == 0 and base.generate_s == base.ttft_s
+    assert base.decode_tokens_per_s != base.decode_tokens_per_s  # NaN
+    ratios = result.ratios(uniform)
+    assert ratios["decode_throughput"] != ratios["decode_throughput"]
+    assert ratios["ideal_llm_time"] < 1
+    assert "uniform@0.5" in format_table(result)
+
+
+@pytest.mark.parametrize("option, value", [("repeats", 0), ("warmup", -1), ("decode_tokens", 0)])
+def test_bad_bench_settings_name_the_setting(option, value):
+    model = tiny_llava(layers=2)
+    target = Target("tiny", model, synthetic_batch(model, 1, 8, (8, 8)))
+    with pytest.raises(ValueError, match=option):
+        run_bench(target, [], **{option: value})

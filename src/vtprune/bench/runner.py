@@ -9,6 +9,7 @@ unpruned model of the same run, with the ideal ratio from the MAC formula beside
 
 from __future__ import annotations
 
+import math
 import statistics
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -78,7 +79,9 @@ class Row:
         """Decoding throughput: the tokens after the first over the time generate spends
         beyond the first token (medians, so one slow repetition does not decide)."""
         extra = self._median(self.generate_s) - self._median(self.ttft_s)
-        return self.new_tokens / extra if extra > 0 else float("nan")
+        # One decoded token (or a generate no slower than its first token) measures no
+        # decoding: not a number rather than a throughput of zero.
+        return self.new_tokens / extra if self.new_tokens and extra > 0 else float("nan")
 
     def summary(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
@@ -87,6 +90,13 @@ class Row:
             values = getattr(self, name)
             out[name] = {"median": self._median(values), "spread": self._spread(values), "values": values}
         return out
+
+
+def _ratio(value: float | None, reference: float | None) -> float:
+    """value / reference, or not a number where either is missing or the reference is 0."""
+    if value is None or reference is None or not reference or math.isnan(reference):
+        return float("nan")
+    return value / reference
 
 
 @dataclass
@@ -105,18 +115,15 @@ class BenchResult:
     def ratios(self, row: Row) -> dict[str, float]:
         """Measured and ideal ratios of ``row`` to the unpruned model (time: < 1 is faster)."""
         base = self.baseline
-        total, base_total = row.llm_macs + row.vision_macs, base.llm_macs + base.vision_macs
         return {
-            "prefill_time": Row._median(row.prefill_s) / Row._median(base.prefill_s),
-            "ttft": Row._median(row.ttft_s) / Row._median(base.ttft_s),
-            "decode_throughput": row.decode_tokens_per_s / base.decode_tokens_per_s,
-            "ideal_prefill_time": total / base_total if base_total else float("nan"),
-            "ideal_llm_time": row.llm_macs / base.llm_macs if base.llm_macs else float("nan"),
-            "memory": (row.peak_memory_bytes / base.peak_memory_bytes)
-            if row.peak_memory_bytes is not None and base.peak_memory_bytes
-            else float("nan"),
-            "kv_cache": row.kv_cache_bytes / base.kv_cache_bytes if base.kv_cache_bytes else float("nan"),
-            "selection_share": row.selection_s / Row._median(base.prefill_s),
+            "prefill_time": _ratio(Row._median(row.prefill_s), Row._median(base.prefill_s)),
+            "ttft": _ratio(Row._median(row.ttft_s), Row._median(base.ttft_s)),
+            "decode_throughput": _ratio(row.decode_tokens_per_s, base.decode_tokens_per_s),
+            "ideal_prefill_time": _ratio(row.llm_macs + row.vision_macs, base.llm_macs + base.vision_macs),
+            "ideal_llm_time": _ratio(row.llm_macs, base.llm_macs),
+            "memory": _ratio(row.peak_memory_bytes, base.peak_memory_bytes),
+            "kv_cache": _ratio(row.kv_cache_bytes, base.kv_cache_bytes),
+            "selection_share": _ratio(row.selection_s, Row._median(base.prefill_s)),
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,6 +173,9 @@ def run_bench(
     progress: Any = None,
 ) -> BenchResult:
     """Measure ``variants`` (the unpruned model is added first) on ``target``."""
+    for name, value, least in (("repeats", repeats, 1), ("warmup", warmup, 0), ("decode_tokens", decode_tokens, 1)):
+        if not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
     model, batch = target.model, target.batch
     device = next(model.parameters()).device
     suppress = [model.config.image_token_id]
@@ -200,7 +210,9 @@ def run_bench(
                 handle = apply(variant)
                 prefill = timed(lambda: model(**batch, use_cache=True, logits_to_keep=1), device)
                 first = timed(lambda: model.generate(**batch, max_new_tokens=1, **generate_args), device)
-                whole = timed(lambda: model.generate(**batch, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens, **generate_args), device)
+                # One decoded token is the first token: nothing more to time.
+                whole = first if decode_tokens == 1 else timed(
+                    lambda: model.generate(**batch, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens, **generate_args), device)
                 if rep >= warmup:
                     row.prefill_s.append(prefill)
                     row.ttft_s.append(first)

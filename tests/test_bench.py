@@ -114,3 +114,11 @@ def test_bad_bench_settings_name_the_setting(option, value):
     target = Target("tiny", model, synthetic_batch(model, 1, 8, (8, 8)))
     with pytest.raises(ValueError, match=option):
         run_bench(target, [], **{option: value})
+
+
+def test_cli_refuses_bad_settings_before_building_a_model(capsys):
+    from vtprune.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["bench", "--arch", "llava-1.5-7b", "--repeats", "0"])
+    assert "--repeats: must be an integer >= 1, got '0'" in capsys.readouterr().err

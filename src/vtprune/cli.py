@@ -79,6 +79,21 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return run_show(args)
 
 
+def _at_least(least: int):
+    """An argparse type: an integer >= ``least`` (checked before any model is loaded)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {least}, got {text!r}")
+        return value
+
+    return parse
+
+
 def _keep(text: str) -> int | float:
     """A budget from the command line: '128' is a count, '0.222' a ratio."""
     return float(text) if any(c in text for c in ".eE") else int(text)
@@ -113,9 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-tokens", type=int, default=64, help="text tokens per synthetic prompt (--arch)")
     p.add_argument("--grid", type=int, nargs=2, default=[32, 32], metavar=("ROWS", "COLS"),
                    help="Qwen image token grid for synthetic prompts (default 32 32)")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--decode-tokens", type=int, default=16)
+    p.add_argument("--repeats", type=_at_least(1), default=5)
+    p.add_argument("--warmup", type=_at_least(0), default=1)
+    p.add_argument("--decode-tokens", type=_at_least(1), default=16,
+                   help="tokens generated per repetition; 1 times the prefill only (default 16)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", help="default: cuda if available, else cpu")
     p.add_argument("--out", default="vtprune-bench", help="folder for bench.json and bench.png")

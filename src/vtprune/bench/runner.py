@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from .. import prune, validate
+from ..runtime.cache_argument import cache_of
 from ..runtime.record import PruneStats
 from .flops import language_layer, prefill_macs, vision_macs
 from .inputs import Target
@@ -229,7 +230,7 @@ def run_bench(
             with peak_memory(device) as memory:
                 model.generate(**batch, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens, **generate_args)
             row.peak_memory_bytes, row.memory_kind = memory.get("bytes"), memory.get("kind", "")
-            row.kv_cache_bytes = cache_bytes(model(**batch, use_cache=True, logits_to_keep=1).past_key_values)
+            row.kv_cache_bytes = cache_bytes(cache_of(model(**batch, use_cache=True, logits_to_keep=1)))
             if handle is not None:
                 timer = HookTimer(_hooked_modules(handle), device)
                 model(**batch, use_cache=True, logits_to_keep=1)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers.masking_utils import create_causal_mask
 
+from .cache_argument import CACHE_ARGUMENT, cache_in
 from .compaction import plan_compaction
 from .level import LayerCapture, Level
 from .replay import PromptMemory, StageKeep
@@ -162,7 +163,7 @@ class LayerStages:
             mask = compaction.mask(level.attention_mask)
             cos, sin = capture.position_embeddings
             positions = kwargs.get("position_ids")
-            cache = kwargs.get("past_key_values")
+            cache = cache_in(kwargs)
             prefill.overrides = {
                 "attention_mask": self._causal_mask(new_hidden, mask, cache, k),
                 # (B, L, d), or (3, B, L, d) for M-RoPE in some releases: tokens are dim -2.
@@ -208,7 +209,7 @@ class LayerStages:
                 head = prefix.mask if prefix.mask is not None else torch.ones(batch, prefix.length, dtype=torch.long, device=device)
                 tail = decode.tail if decode.tail is not None else torch.ones(batch, decode.new, dtype=head.dtype, device=device)
                 mask = torch.cat((head, tail.to(head.dtype)), dim=1)
-            decode.masks[prefix.start] = self._causal_mask(hidden, mask, kwargs.get("past_key_values"), prefix.start)
+            decode.masks[prefix.start] = self._causal_mask(hidden, mask, cache_in(kwargs), prefix.start)
         return decode.masks[prefix.start]
 
     def _causal_mask(self, hidden: torch.Tensor, mask: torch.Tensor | None, cache: Any, layer: int) -> Any:
@@ -217,7 +218,7 @@ class LayerStages:
             config=self.adapter.language_model.config,
             inputs_embeds=hidden,
             attention_mask=mask,
-            past_key_values=cache,
+            **{CACHE_ARGUMENT: cache},
             position_ids=None,
             layer_idx=layer if cache is not None else None,
         )

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .cache_argument import cache_in
 from .compaction import plan_compaction
 from .layer_stages import DecodePass, LayerStages, StageResult
 from .level import Level
@@ -136,7 +137,7 @@ class PruningSession:
             return None
         inputs = self._signature.bind_partial(*args, **kwargs).arguments
         self._pending = Forward(core_inputs=inputs, vision_calls=tuple(self._vision_calls))
-        past = inputs.get("past_key_values")
+        past = cache_in(inputs)
         state = self._active_state(past, cache_length(past))
         if state is None or inputs.get("position_ids") is not None:
             return None
@@ -161,7 +162,7 @@ class PruningSession:
         embeds = kwargs.get("inputs_embeds")
         if forward is None or embeds is None:
             return None  # the language model was called on its own: not ours to change
-        past = kwargs.get("past_key_values")
+        past = cache_in(kwargs)
         past_len = cache_length(past)
         if past_len == 0:
             self._state = None
@@ -283,7 +284,7 @@ class PruningSession:
             prefix=full_mask,
             next_position=next_position,
             shift=shift,
-            cache_ref=weakref.ref(kwargs["past_key_values"]) if kwargs.get("past_key_values") is not None else None,
+            cache_ref=weakref.ref(cache) if (cache := cache_in(kwargs)) is not None else None,
         )
         if memory is None:
             results = [StageResult(0, groups, counts)]

@@ -1,8 +1,10 @@
 """Training inputs compute what the real prompt computes."""
 
+import pytest
 import torch
 
 from vtprune.proving_ground import make_split, prompt, scene_questions
+from vtprune.proving_ground.questions import question_words
 from vtprune.proving_ground.model import ModelSize, build_model, build_processor
 from vtprune.proving_ground.render import render
 from vtprune.proving_ground.training.objective import (
@@ -59,9 +61,10 @@ def test_a_few_steps_lower_the_loss():
     scene, patches = scene_targets(list(scenes)), patch_targets(list(scenes))
     words = anchors(batch, questions)
     optimizer = torch.optim.AdamW(list(model.parameters()) + list(heads.parameters()), lr=1e-2)
+    weights = LossWeights(grounding=1.0, look_layer=0, count_head=1, read_layer=1, read_heads=(0, 1))
     losses = []
     for _ in range(8):
-        out = packed_losses(model, heads, pixels, batch, scene, patches, words, LossWeights(grounding=1.0, look_layer=0, read_layer=1, read_heads=(0, 1)))
+        out = packed_losses(model, heads, pixels, batch, scene, patches, words, weights)
         optimizer.zero_grad()
         out.total.backward()
         optimizer.step()
@@ -129,7 +132,9 @@ def test_patch_targets_mark_each_object_once():
 
 def test_grounding_recomputes_the_layers_attention_row():
     """The supervised attention row equals the one eager attention computes."""
-    from vtprune.proving_ground.training.grounding import capture_attention_input, focus_attention_loss
+    from vtprune.proving_ground.training.grounding import (
+        capture_attention_input, even_attention_loss, focus_attention_loss,
+    )
 
     torch.manual_seed(0)
     processor = build_processor()
@@ -147,10 +152,16 @@ def test_grounding_recomputes_the_layers_attention_row():
     focus = torch.zeros(n, 576, dtype=torch.bool)
     focus[:, 100:140] = True
     layer, head = 1, 1
+    even = torch.zeros(n, batch.input_ids.shape[1], dtype=torch.bool)
+    even[:, 0] = True
+    even[:, batch.image_slice.start + 7] = even[:, batch.image_slice.start + 300] = True
     attention = model.model.language_model.layers[layer].self_attn
     with torch.no_grad(), capture_attention_input(attention) as seen:
         forward_packed(model, pixels, batch)
         loss = focus_attention_loss(attention, seen, batch, rows, cols, focus, head)
+        even_loss = even_attention_loss(attention, seen, batch, rows, cols, even, head)
+        with pytest.raises(ValueError, match="head must be in 0..1"):
+            focus_attention_loss(attention, seen, batch, rows, cols, focus, 2)
 
     model.model.language_model.config._attn_implementation = "eager"
     with torch.no_grad():
@@ -169,6 +180,9 @@ def test_grounding_recomputes_the_layers_attention_row():
     s = batch.image_slice
     expected = -torch.log(weights[:, s.start:s.stop][focus].view(n, -1).sum(-1)).mean()
     assert torch.allclose(loss, expected, atol=1e-4)
+    # cross-entropy against an even share over <s> and two visual tokens
+    expected_even = -(torch.log(weights[even].view(n, 3)).sum(-1) / 3).mean()
+    assert torch.allclose(even_loss, expected_even, atol=1e-4)
 
 
 def test_anchor_words_sit_where_the_packer_put_them():
@@ -190,5 +204,46 @@ def test_anchor_words_sit_where_the_packer_put_them():
     assert bool((batch.labels[words.answer_rows, words.answer_cols] != IGNORE).all())
     named = {(int(r), int(c)) for r, c in zip(words.answer_rows, words.first_word)}
     named |= {(int(r), int(c)) for r, c in zip(words.answer_rows, words.last_word)}
-    assert named == {(int(words.rows[i]), int(words.cols[i])) for i in range(len(words.rows))}
+    looked = {(int(r), int(c)) for r, c in zip(words.rows, words.cols)}
+    counted = {(int(r), int(c)) for r, c in zip(words.count_rows, words.count_cols)}
+    assert named == looked | counted  # a zero count is read, with nothing to look at
     assert bool((words.first_word < words.answer_cols).all()) and bool((words.first_word <= words.last_word).all())
+
+
+def _counting_questions(split, count):
+    """(scene, counting QA) pairs from ``split`` whose answer is ``count`` objects."""
+    from vtprune.proving_ground.vocabulary import COUNT_WORDS
+
+    found = []
+    for i in range(200):
+        scene, questions = scene_questions(split, i)
+        found += [(scene, qa) for qa in questions if qa.family == "counting" and qa.answer == COUNT_WORDS[count]]
+        if len(found) >= 2:
+            return found[:2]
+    raise AssertionError(f"no counting question answered {count} in the first 200 scenes")
+
+
+@pytest.mark.parametrize("subset", [None, 100])
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_count_head_targets_are_bos_and_one_corner_per_counted_object(count, subset):
+    processor = build_processor()
+    packer = Packer(processor.tokenizer)
+    scenes, questions = zip(*((scene, [qa]) for scene, qa in _counting_questions("train", count)))
+    index = None if subset is None else choose_visual_tokens(patch_targets(list(scenes)), subset,
+                                                             torch.Generator().manual_seed(0))
+    batch = packer.pack([[(qa.question, qa.answer) for qa in per] for per in questions], index)
+    words = anchors(batch, questions)
+    assert words.count_rows.tolist() == [0, 1]
+    tokens = processor.tokenizer.convert_ids_to_tokens(batch.input_ids[words.count_rows, words.count_cols].tolist())
+    assert all(t == question_words(qa.question)[2] for t, (qa,) in zip(tokens, questions))
+    start = batch.image_slice.start
+    for b, (scene, (qa,)) in enumerate(zip(scenes, questions)):
+        targets = words.count_targets[b].nonzero().flatten().tolist()
+        slots = [t - start for t in targets[1:]]
+        visual = list(range(576)) if index is None else index[b].tolist()
+        corners = sorted(visual[k] for k in slots)
+        assert targets[0] == 0  # <s>
+        assert corners == sorted(box.patches()[0] for box in qa.focus)  # each counted object's top-left patch
+        assert len(corners) == count
+    # the look hop has nothing to look at for a zero count, and each box otherwise
+    assert len(words.rows) == (0 if count == 0 else 2)

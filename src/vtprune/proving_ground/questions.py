@@ -50,7 +50,8 @@ class QA:
     whole image (existence "no", counting "zero", global).
 
     ``anchors`` ties words of the question to what they name: (index of the word in
-    :func:`question_words`, its boxes); relation questions have one per object.
+    :func:`question_words`, its boxes); relation questions have one per object, and
+    a counting question has its counted word even when it counts nothing.
     """
 
     question: str
@@ -130,15 +131,13 @@ def candidates_existence(scene: Scene) -> list[QA]:
 def _count_shape(scene: Scene, shape: str) -> QA:
     found = scene.find(shape=shape)
     boxes = tuple(o.box for o in found)
-    return QA(f"how many {SHAPE_PLURALS[shape]} are there?", COUNT_WORDS[len(found)], "counting", boxes,
-              ((2, boxes),) if boxes else ())
+    return QA(f"how many {SHAPE_PLURALS[shape]} are there?", COUNT_WORDS[len(found)], "counting", boxes, ((2, boxes),))
 
 
 def _count_colour(scene: Scene, colour: str) -> QA:
     found = scene.find(colour=colour)
     boxes = tuple(o.box for o in found)
-    return QA(f"how many {colour} objects are there?", COUNT_WORDS[len(found)], "counting", boxes,
-              ((2, boxes),) if boxes else ())
+    return QA(f"how many {colour} objects are there?", COUNT_WORDS[len(found)], "counting", boxes, ((2, boxes),))
 
 
 def plan_counting(rng: np.random.Generator, turn: int) -> tuple[Plan, Asker]:

@@ -10,8 +10,9 @@ import torch
 from ..dataset import planned_scene, scene_questions
 from ..questions import QA, question_words
 from ..render import render
-from ..scenes import GRID
+from ..scenes import GRID, Box
 from .curriculum import choose_visual_tokens
+from .locating import box_centre
 from .objective import patch_targets, scene_targets
 from .packing import PackedBatch, Packer
 from .pixels import pixel_values
@@ -63,8 +64,14 @@ def make_batch(
 
 @dataclass
 class Anchors:
-    """Positions of anchor words in a packed batch, and the visual tokens each names;
-    and for each question with anchors, its answer position and its anchor words."""
+    """Where the grounding losses act in a packed batch (see ``training.grounding``).
+
+    look: each anchor word that names something, and the visual tokens it names;
+    read: each question with anchors, its answer position and its anchor words;
+    count: each counting question's counted word, and the keys its count head shares
+    evenly (``<s>`` and the top-left token of each counted object);
+    where / offset: the targets of the locating losses (``training.locating``).
+    """
 
     rows: torch.Tensor  # (n,) image of the batch
     cols: torch.Tensor  # (n,) position of the word in the sequence
@@ -73,11 +80,39 @@ class Anchors:
     answer_cols: torch.Tensor  # (m,) position of the token that predicts the answer
     first_word: torch.Tensor  # (m,) position of that question's first anchor word
     last_word: torch.Tensor  # (m,) ...and of its last (the same word when it has one)
+    count_rows: torch.Tensor  # (c,) image of the batch
+    count_cols: torch.Tensor  # (c,) position of the counted word
+    count_targets: torch.Tensor  # (c, sequence length) bool
+    where_rows: torch.Tensor  # (w,) image of the batch
+    where_cols: torch.Tensor  # (w,) an anchor word that names one object...
+    where_xy: torch.Tensor  # (w, 2) ...and that object's centre (see training.locating)
+    offset_rows: torch.Tensor  # (r,) image of the batch
+    offset_cols: torch.Tensor  # (r,) the token that predicts a relation answer...
+    offset_xy: torch.Tensor  # (r, 2) ...and the first object's centre minus the second's
+
+
+def _long(values: list[int]) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.long)
+
+
+def _points(values: list[tuple[float, float]]) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float32).view(len(values), 2)
+
+
+def _patch_mask(boxes: Sequence[Box], corners_only: bool = False) -> torch.Tensor:
+    """(576,) bool: the patches of ``boxes``, or only each box's top-left patch."""
+    mask = torch.zeros(GRID * GRID, dtype=torch.bool)
+    for box in boxes:
+        patches = box.patches()  # raster order: the top-left patch first
+        mask[patches[:1] if corners_only else patches] = True
+    return mask
 
 
 def anchors(packed: PackedBatch, questions: Sequence[Sequence[QA]]) -> Anchors:
     rows, cols, masks = [], [], []
     answer_rows, answer_cols, first_word, last_word = [], [], [], []
+    count_rows, count_cols, corners = [], [], []
+    where_rows, where_cols, where_xy, offset_rows, offset_cols, offset_xy = [], [], [], [], [], []
     for b, per_scene in enumerate(questions):
         for j, qa in enumerate(per_scene):
             start = packed.image_slice.stop + j * packed.block_width
@@ -88,17 +123,41 @@ def anchors(packed: PackedBatch, questions: Sequence[Sequence[QA]]) -> Anchors:
                 first_word.append(start + qa.anchors[0][0])
                 last_word.append(start + qa.anchors[-1][0])
             for word, boxes in qa.anchors:
-                mask = torch.zeros(GRID * GRID, dtype=torch.bool)
-                for box in boxes:
-                    mask[box.patches()] = True
-                rows.append(b)
-                cols.append(start + word)
-                masks.append(mask)
-    if not masks:
-        empty = torch.zeros(0, dtype=torch.long)
-        return Anchors(empty, empty, torch.zeros(0, GRID * GRID, dtype=torch.bool), empty, empty, empty, empty)
-    rows_t, focus = torch.tensor(rows), torch.stack(masks)
-    if packed.visual_index is not None:  # only some visual tokens are in the sequence
-        focus = focus.gather(1, packed.visual_index[rows_t])
-    return Anchors(rows_t, torch.tensor(cols), focus, torch.tensor(answer_rows), torch.tensor(answer_cols),
-                   torch.tensor(first_word), torch.tensor(last_word))
+                if boxes:  # a zero count names nothing to look at
+                    rows.append(b)
+                    cols.append(start + word)
+                    masks.append(_patch_mask(boxes))
+                if len(boxes) == 1:
+                    where_rows.append(b)
+                    where_cols.append(start + word)
+                    where_xy.append(box_centre(boxes[0]))
+            if qa.family == "relation":
+                (_, (first,)), (_, (second,)) = qa.anchors
+                offset_rows.append(b)
+                offset_cols.append(answer_cols[-1])
+                offset_xy.append(tuple(p - q for p, q in zip(box_centre(first), box_centre(second))))
+            if qa.family == "counting":
+                word, boxes = qa.anchors[0]
+                count_rows.append(b)
+                count_cols.append(start + word)
+                corners.append(_patch_mask(boxes, corners_only=True))
+
+    def visible(row_list: list[int], mask_list: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, masks over the visual tokens present in the sequence)."""
+        width = packed.image_slice.stop - packed.image_slice.start
+        if not mask_list:
+            return _long([]), torch.zeros(0, width, dtype=torch.bool)
+        index, stacked = _long(row_list), torch.stack(mask_list)
+        if packed.visual_index is not None:  # only some visual tokens are in the sequence
+            stacked = stacked.gather(1, packed.visual_index[index])
+        return index, stacked
+
+    rows_t, focus = visible(rows, masks)
+    count_rows_t, on_image = visible(count_rows, corners)
+    count_targets = torch.zeros(len(count_rows), packed.input_ids.shape[1], dtype=torch.bool)
+    count_targets[:, 0] = True  # <s>
+    count_targets[:, packed.image_slice] = on_image
+    return Anchors(rows_t, _long(cols), focus, _long(answer_rows), _long(answer_cols), _long(first_word),
+                   _long(last_word), count_rows_t, _long(count_cols), count_targets,
+                   _long(where_rows), _long(where_cols), _points(where_xy),
+                   _long(offset_rows), _long(offset_cols), _points(offset_xy))

@@ -1,10 +1,12 @@
 """The training loop of the proving-ground model, in two stages.
 
-1. Vision: the vision tower alone learns what is in each patch and in the image
-   (the patch and scene losses of :mod:`.objective`), as LLaVA starts from a
-   pretrained CLIP. Without it, shapes are recognised too slowly for the language
-   model to learn anything but answer priors within a CPU budget.
-2. LLaVA: the whole model learns to answer, with the auxiliary losses still on.
+1. Vision: the vision tower alone learns what is in each patch, where it is, and
+   what is in the image (the patch, position and scene losses of :mod:`.objective`),
+   as LLaVA starts from a pretrained CLIP. Without it, shapes are recognised too
+   slowly for the language model to learn anything but answer priors within a CPU
+   budget.
+2. LLaVA: the projector and the language model learn to answer, with the grounding
+   losses (:mod:`.grounding`) on and the vision tower frozen (``freeze_vision``).
 
 Both stages use AdamW with linear warm-up and cosine decay. Stage 2 step s reads
 train scenes ``s*batch .. s*batch + batch - 1``; stage 1 reads scenes from
@@ -20,6 +22,7 @@ import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import torch
 from tqdm.auto import tqdm
@@ -27,10 +30,12 @@ from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
 from ..model import ModelSize, build_model, build_processor
 from ..questions import FAMILIES
-from .batches import make_batch, make_vision_batch
+from .batches import make_batch
 from .curriculum import visible_tokens
 from .objective import AuxiliaryHeads, LossWeights, answer_hits, packed_losses, vision_losses
 from .packing import Packer
+from .positions import start_with_grid_positions
+from .prefetch import QuestionJob, VisionJob, prefetched
 
 VISION_SCENES_START = 10_000_000
 
@@ -50,6 +55,10 @@ class TrainSettings:
     clip_norm: float = 1.0
     scene_weight: float = 0.5  # weight of the CLS scene loss
     patch_weight: float = 0.5  # weight of the per-token patch loss
+    position_weight: float = 1.0  # weight of the object-token position loss
+    # Length of each token's vector in the 2-D sin/cos table the position embeddings
+    # start from (see training.positions); 0 keeps the random initialisation.
+    position_norm: float = 2.0
     # Visual tokens per image in stage 2 (see training.curriculum): a subset of
     # `subset_tokens` for `subset_hold` steps, then growing to all over `subset_ramp` steps.
     subset_tokens: int = 112
@@ -72,6 +81,23 @@ def grounding_weight(settings: TrainSettings, step: int) -> float:
     if step <= start:
         return settings.grounding_weight
     return settings.grounding_weight * max(0.0, 1.0 - (step - start) / max(1.0, end - start))
+
+
+def _question_jobs(settings: TrainSettings, steps: Iterable[int]) -> Iterator[QuestionJob]:
+    """The stage 2 batch of each step: train scenes ``step * batch`` on, with the number
+    of visual tokens the curriculum gives that step."""
+    for step in steps:
+        tokens = visible_tokens(step, settings.subset_tokens, settings.subset_hold, settings.subset_ramp)
+        yield QuestionJob("train", step * settings.batch, settings.batch, settings.questions_per_family, tokens,
+                          seed=settings.seed * 1_000_003 + step)
+
+
+def _loss_weights(settings: TrainSettings, step: int) -> LossWeights:
+    """The loss weights at stage 2 step ``step``; stage 1 uses their tower part."""
+    return LossWeights(
+        scene=settings.scene_weight, patch=settings.patch_weight, position=settings.position_weight,
+        grounding=grounding_weight(settings, step), vision=not settings.freeze_vision,
+    )
 
 
 def cosine_schedule(peak: float, step: int, steps: int, warmup: int, floor: float) -> float:
@@ -140,14 +166,17 @@ def _train_vision(model: LlavaForConditionalGeneration, heads: AuxiliaryHeads, s
     tower = model.model.vision_tower
     optimizer = _optimizer([tower, heads], settings)
     running = _Running()
-    bar = tqdm(range(settings.vision_steps), desc="stage 1: vision", unit="step", dynamic_ncols=True)
-    for step in bar:
-        first = VISION_SCENES_START + step * settings.vision_batch
-        batch = make_vision_batch(range(first, first + settings.vision_batch))
-        scene, patch = vision_losses(model, heads, batch.pixel_values, batch.scene_targets, batch.patch_targets)
+    bar = tqdm(total=settings.vision_steps, desc="stage 1: vision", unit="step", dynamic_ncols=True)
+    jobs = (VisionJob(VISION_SCENES_START + step * settings.vision_batch, settings.vision_batch)
+            for step in range(settings.vision_steps))
+    for step, batch in enumerate(prefetched(jobs)):
+        losses = vision_losses(model, heads, batch.pixel_values, batch.scene_targets, batch.patch_targets)
         lr = cosine_schedule(settings.vision_lr, step, settings.vision_steps, settings.warmup, settings.final_lr_ratio)
-        _step(optimizer, settings.scene_weight * scene + settings.patch_weight * patch, lr, settings.clip_norm)
-        bar.set_postfix(running.update(scene=scene.item(), patch=patch.item()))
+        _step(optimizer, _loss_weights(settings, step).tower_total(losses), lr, settings.clip_norm)
+        bar.update()
+        bar.set_postfix(running.update(scene=losses.scene.item(), patch=losses.patch.item(),
+                                       position=losses.position.item()))
+    bar.close()
 
 
 def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, LlavaProcessor, dict]:
@@ -156,7 +185,9 @@ def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, Llava
     torch.manual_seed(settings.seed)
     processor = build_processor()
     model = build_model(settings.size, processor)
-    heads = AuxiliaryHeads(model.config.vision_config.hidden_size)
+    if settings.position_norm > 0:
+        start_with_grid_positions(model.model.vision_tower, settings.position_norm)
+    heads = AuxiliaryHeads(model.config.vision_config.hidden_size, model.config.text_config.hidden_size)
     packer = Packer(processor.tokenizer)
     model.train()
     start = time.perf_counter()
@@ -167,20 +198,12 @@ def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, Llava
     if settings.freeze_vision:
         model.model.vision_tower.requires_grad_(False)
     optimizer = _optimizer([model, heads], settings)
-    generator = torch.Generator().manual_seed(settings.seed)
     history: list[dict] = []
     running = _Running()
-    bar = tqdm(range(settings.steps), desc="stage 2: llava", unit="step", dynamic_ncols=True)
-    for step in bar:
-        first = step * settings.batch
+    bar = tqdm(total=settings.steps, desc="stage 2: llava", unit="step", dynamic_ncols=True)
+    for step, batch in enumerate(prefetched(_question_jobs(settings, range(settings.steps)))):
         tokens = visible_tokens(step, settings.subset_tokens, settings.subset_hold, settings.subset_ramp)
-        batch = make_batch(
-            packer, "train", range(first, first + settings.batch), settings.questions_per_family, tokens, generator,
-        )
-        weights = LossWeights(
-            settings.scene_weight, settings.patch_weight, grounding_weight(settings, step),
-            vision=not settings.freeze_vision,
-        )
+        weights = _loss_weights(settings, step)
         losses = packed_losses(
             model, heads, batch.pixel_values, batch.packed, batch.scene_targets, batch.patch_targets,
             batch.anchors, weights,
@@ -188,10 +211,11 @@ def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, Llava
         lr = cosine_schedule(settings.lr, step, settings.steps, settings.warmup, settings.final_lr_ratio)
         _step(optimizer, losses.total, lr, settings.clip_norm)
         shown = dict(tokens=tokens, loss=losses.answer.item(), acc=losses.answer_accuracy)
-        if weights.vision:
-            shown["patch"] = losses.patch.item()
+        if losses.tower is not None:
+            shown["patch"] = losses.tower.patch.item()
         if weights.grounding > 0:
             shown["ground"] = losses.grounding.item()
+        bar.update()
         bar.set_postfix(running.update(**shown))
 
         if (step + 1) % settings.eval_every == 0 or step + 1 == settings.steps:
@@ -203,6 +227,7 @@ def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, Llava
             tqdm.write(f"step {step + 1} ({elapsed / 60:.1f} min, {tokens} visual tokens): "
                        + " ".join(f"{k} {v:.2f}" for k, v in accuracy.items()))
 
+    bar.close()
     model.requires_grad_(True)
     model.eval()
     record = {

@@ -67,13 +67,14 @@ def test_unpruned_accuracy_on_a_fixed_subset(loaded):
     model, processor = loaded
     result = evaluate(model, processor, make_split("test", 48), batch_size=16)
     assert set(result["families"]) == set(FAMILIES)
-    # What the bundled checkpoint reaches (300 test questions: 84.3% overall; attribute,
-    # existence, reading, global 100%, counting 80%). Relation questions are still at
-    # chance (26%): the frozen vision tower does not yet encode where a patch is in a
-    # form the language model can compare.
+    # What the bundled checkpoint reaches on the 300 default test questions: 96.3%
+    # overall; counting 80%, attribute 98%, every other family 100%. On these 48 (8 per
+    # family): 97.9%, attribute 7 of 8. Counting is the weak family (76% on 1200
+    # questions: fours read as three), so its bound is looser.
     families = result["families"]
-    assert result["accuracy"] >= 0.75, families
-    assert min(families[f] for f in ("attribute", "existence", "reading", "global")) >= 0.9, families
+    assert result["accuracy"] >= 0.9, families
+    assert min(families[f] for f in FAMILIES if f != "counting") >= 0.85, families
+    assert families["counting"] >= 0.6, families
 
 
 def test_the_answer_depends_on_the_image(loaded):

@@ -27,13 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..scenes import GRID, PATCH, Box
+from ..scenes import PATCH, Box
+from .positions import unit_coordinate
 
 
 def box_centre(box: Box) -> tuple[float, float]:
     """A box's centre as (column, row) on the patch grid, scaled as ``objective.patch_coordinates``
     (the centre of patch 0 is -1, of the last patch +1)."""
-    return tuple((c / PATCH - 0.5) / (GRID - 1) * 2 - 1 for c in box.centre)  # type: ignore[return-value]
+    return tuple(unit_coordinate(c / PATCH - 0.5) for c in box.centre)  # type: ignore[return-value]
 
 
 class LocationHeads(nn.Module):

@@ -41,6 +41,7 @@ from ..vocabulary import BACKGROUND_COLOURS, GLYPHS, OBJECT_COLOURS, SHAPES
 from .grounding import capture_attention_input, even_attention_loss, focus_attention_loss
 from .locating import LocationHeads, capture_layer_outputs, location_loss
 from .packing import IGNORE, PackedBatch
+from .positions import unit_coordinate
 
 if TYPE_CHECKING:
     from .batches import Anchors
@@ -117,7 +118,7 @@ class PatchHead(nn.Module):
 def patch_coordinates(grid: int = GRID) -> torch.Tensor:
     """(grid * grid, 2) each token's (column, row), scaled to [-1, 1], in raster order."""
     index = torch.arange(grid * grid)
-    return torch.stack([index % grid, index // grid], dim=1).float() / (grid - 1) * 2 - 1
+    return unit_coordinate(torch.stack([index % grid, index // grid], dim=1).float(), grid)
 
 
 class PositionHead(nn.Module):

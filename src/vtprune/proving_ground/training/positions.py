@@ -23,6 +23,13 @@ from ..scenes import GRID
 SHORTEST_PERIOD, LONGEST_PERIOD = 3.0, 4.0 * GRID  # in patches
 
 
+def unit_coordinate(patches, grid: int = GRID):
+    """A column or row in patches (0 at the centre of the first patch), a float or a
+    tensor, scaled so that the first patch's centre is -1 and the last's +1: the scale
+    of the position and locating targets."""
+    return patches / (grid - 1) * 2 - 1
+
+
 def grid_position_table(dim: int, grid: int = GRID, norm: float = 2.0) -> torch.Tensor:
     """(grid * grid, dim) in raster order: sin / cos of the column in the first half of
     the channels, of the row in the second, each token's vector of length ``norm``."""

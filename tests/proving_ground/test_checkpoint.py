@@ -7,7 +7,7 @@ import torch
 from transformers import AutoProcessor, LlavaForConditionalGeneration
 
 from vtprune import proving_ground
-from vtprune.eval.proving import evaluate
+from vtprune.eval.proving import default_examples, evaluate
 from vtprune.proving_ground import FAMILIES, checkpoint_path, make_split, prompt
 
 CHECKPOINT = checkpoint_path()
@@ -63,18 +63,17 @@ def test_generates_the_answer_word_then_stops(loaded):
     assert new[1] == processor.tokenizer.eos_token_id
 
 
-def test_unpruned_accuracy_on_a_fixed_subset(loaded):
+def test_unpruned_accuracy_on_the_default_questions(loaded):
+    """The targets: at least 90% overall and 80% in every family, on the 300 questions
+    `vtprune eval` asks (50 per family)."""
     model, processor = loaded
-    result = evaluate(model, processor, make_split("test", 48), batch_size=16)
+    result = evaluate(model, processor, default_examples(), batch_size=50)
     assert set(result["families"]) == set(FAMILIES)
-    # What the bundled checkpoint reaches on the 300 default test questions: 96.3%
-    # overall; counting 80%, attribute 98%, every other family 100%. On these 48 (8 per
-    # family): 97.9%, attribute 7 of 8. Counting is the weak family (76% on 1200
-    # questions: fours read as three), so its bound is looser.
+    # Measured: 97.3% overall; counting 86% (85.5% on 1,200 questions), existence 98%,
+    # every other family 100%.
     families = result["families"]
     assert result["accuracy"] >= 0.9, families
-    assert min(families[f] for f in FAMILIES if f != "counting") >= 0.85, families
-    assert families["counting"] >= 0.6, families
+    assert min(families.values()) >= 0.8, families
 
 
 def test_the_answer_depends_on_the_image(loaded):

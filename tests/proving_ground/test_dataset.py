@@ -126,3 +126,25 @@ def test_scene_questions_ask_every_family_once():
         _, questions = scene_questions("train", index)
         families = [qa.family for qa in questions]
         assert len(set(families)) == len(families) >= 5
+
+
+def test_middle_patch_of_hand_built_boxes():
+    from vtprune.proving_ground.scenes import Box
+
+    # A large object's 3 x 3 patches (columns 4-6, rows 2-4): the centre one.
+    assert Box(33, 17, 55, 39).middle_patch() == 3 * GRID + 5
+    # A small object's 2 x 2 (columns 10-11, row 0-1): the top-left one of its middle four.
+    assert Box(81, 1, 96, 15).middle_patch() == 0 * GRID + 10
+    # One patch: itself.
+    assert Box(8, 8, 16, 16).middle_patch() == GRID + 1
+
+
+def test_middle_patch_holds_each_objects_centre_or_touches_it(test_examples):
+    for example in test_examples:
+        for obj in example.scene.objects:
+            middle = obj.box.middle_patch()
+            assert middle in obj.box.patches()
+            row, col = divmod(middle, GRID)
+            cx, cy = obj.box.centre
+            # the centre lies in the middle patch, or on the border of the patch up-left of it
+            assert col * 8 <= cx <= (col + 1) * 8 + 2 and row * 8 <= cy <= (row + 1) * 8 + 2

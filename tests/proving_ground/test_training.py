@@ -126,7 +126,8 @@ def test_patch_targets_mark_each_object_once():
     scenes = [scene_questions("test", i)[0] for i in range(3)]
     targets = patch_targets(scenes)
     for scene, per_image in zip(scenes, targets):
-        assert int(per_image[:, 3].sum()) == len(scene.objects)  # one top-left corner each
+        assert int(per_image[:, 3].sum()) == len(scene.objects)  # one middle patch each
+        assert {o.box.middle_patch() for o in scene.objects} == set(per_image[:, 3].nonzero().flatten().tolist())
         assert int((per_image[:, 2] > 0).sum()) == 4 * len(scene.tiles)  # a tile is 2 x 2 patches
 
 
@@ -225,7 +226,7 @@ def _counting_questions(split, count):
 
 @pytest.mark.parametrize("subset", [None, 100])
 @pytest.mark.parametrize("count", [0, 1, 3])
-def test_count_head_targets_are_bos_and_one_corner_per_counted_object(count, subset):
+def test_count_head_targets_are_bos_and_the_middle_of_each_counted_object(count, subset):
     processor = build_processor()
     packer = Packer(processor.tokenizer)
     scenes, questions = zip(*((scene, [qa]) for scene, qa in _counting_questions("train", count)))
@@ -241,9 +242,9 @@ def test_count_head_targets_are_bos_and_one_corner_per_counted_object(count, sub
         targets = words.count_targets[b].nonzero().flatten().tolist()
         slots = [t - start for t in targets[1:]]
         visual = list(range(576)) if index is None else index[b].tolist()
-        corners = sorted(visual[k] for k in slots)
+        middles = sorted(visual[k] for k in slots)
         assert targets[0] == 0  # <s>
-        assert corners == sorted(box.patches()[0] for box in qa.focus)  # each counted object's top-left patch
-        assert len(corners) == count
+        assert middles == sorted(box.middle_patch() for box in qa.focus)
+        assert len(middles) == count
     # the look hop has nothing to look at for a zero count, and each box otherwise
     assert len(words.rows) == (0 if count == 0 else 2)

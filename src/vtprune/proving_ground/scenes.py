@@ -48,11 +48,26 @@ class Box:
     def centre(self) -> tuple[float, float]:
         return ((self.x0 + self.x1) / 2, (self.y0 + self.y1) / 2)
 
-    def patches(self, patch: int = PATCH, grid: int = GRID) -> list[int]:
-        """Raster indices of the patches (visual tokens) this box overlaps."""
+    def _spans(self, patch: int, grid: int) -> tuple[range, range]:
+        """(rows, columns) of the patch grid this box overlaps."""
         cols = range(self.x0 // patch, min(grid, (self.x1 - 1) // patch + 1))
         rows = range(self.y0 // patch, min(grid, (self.y1 - 1) // patch + 1))
+        return rows, cols
+
+    def patches(self, patch: int = PATCH, grid: int = GRID) -> list[int]:
+        """Raster indices of the patches (visual tokens) this box overlaps."""
+        rows, cols = self._spans(patch, grid)
         return [r * grid + c for r in rows for c in cols]
+
+    def middle_patch(self, patch: int = PATCH, grid: int = GRID) -> int:
+        """Raster index of the middle patch this box overlaps: the centre one of a
+        large object's 3 x 3, the top-left one of the middle four of a small one's 2 x 2.
+
+        It stands for the whole object where one token per object is wanted. The
+        top-left patch is a poor stand-in: in a large cross, triangle or star it holds
+        only background."""
+        rows, cols = self._spans(patch, grid)
+        return rows[(len(rows) - 1) // 2] * grid + cols[(len(cols) - 1) // 2]
 
     def overlaps(self, other: "Box", margin: int = 0) -> bool:
         return not (

@@ -69,7 +69,7 @@ class Anchors:
     look: each anchor word that names something, and the visual tokens it names;
     read: each question with anchors, its answer position and its anchor words;
     count: each counting question's counted word, and the keys its count head shares
-    evenly (``<s>`` and the top-left token of each counted object);
+    evenly (``<s>`` and the middle token of each counted object);
     where / offset: the targets of the locating losses (``training.locating``).
     """
 
@@ -99,19 +99,18 @@ def _points(values: list[tuple[float, float]]) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32).view(len(values), 2)
 
 
-def _patch_mask(boxes: Sequence[Box], corners_only: bool = False) -> torch.Tensor:
-    """(576,) bool: the patches of ``boxes``, or only each box's top-left patch."""
+def _patch_mask(boxes: Sequence[Box], middles_only: bool = False) -> torch.Tensor:
+    """(576,) bool: the patches of ``boxes``, or only each box's middle patch."""
     mask = torch.zeros(GRID * GRID, dtype=torch.bool)
     for box in boxes:
-        patches = box.patches()  # raster order: the top-left patch first
-        mask[patches[:1] if corners_only else patches] = True
+        mask[[box.middle_patch()] if middles_only else box.patches()] = True
     return mask
 
 
 def anchors(packed: PackedBatch, questions: Sequence[Sequence[QA]]) -> Anchors:
     rows, cols, masks = [], [], []
     answer_rows, answer_cols, first_word, last_word = [], [], [], []
-    count_rows, count_cols, corners = [], [], []
+    count_rows, count_cols, middles = [], [], []
     where_rows, where_cols, where_xy, offset_rows, offset_cols, offset_xy = [], [], [], [], [], []
     for b, per_scene in enumerate(questions):
         for j, qa in enumerate(per_scene):
@@ -140,7 +139,7 @@ def anchors(packed: PackedBatch, questions: Sequence[Sequence[QA]]) -> Anchors:
                 word, boxes = qa.anchors[0]
                 count_rows.append(b)
                 count_cols.append(start + word)
-                corners.append(_patch_mask(boxes, corners_only=True))
+                middles.append(_patch_mask(boxes, middles_only=True))
 
     def visible(row_list: list[int], mask_list: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(rows, masks over the visual tokens present in the sequence)."""
@@ -153,7 +152,7 @@ def anchors(packed: PackedBatch, questions: Sequence[Sequence[QA]]) -> Anchors:
         return index, stacked
 
     rows_t, focus = visible(rows, masks)
-    count_rows_t, on_image = visible(count_rows, corners)
+    count_rows_t, on_image = visible(count_rows, middles)
     count_targets = torch.zeros(len(count_rows), packed.input_ids.shape[1], dtype=torch.bool)
     count_targets[:, 0] = True  # <s>
     count_targets[:, packed.image_slice] = on_image

@@ -17,11 +17,16 @@ does counting:
   on the last (the same word when there is one), so that a relation question sees
   its two objects apart;
 * count: the counted word ("stars" in "how many stars are there?") shares the
-  attention of another head of the look layer evenly between ``<s>`` and the top-left
-  token of each object it counts (all on ``<s>`` when there are none). Averaging over
-  every token of the objects, as the look head does, says what they are but not how
-  many; the share left on ``<s>``, 1 / (count + 1), says how many. Without it the
-  model confuses three and four (measured: 13 of 20 fours answered "three").
+  attention of another head of the look layer evenly between ``<s>`` and the middle
+  token of each object it counts (``Box.middle_patch``; all on ``<s>`` when there are
+  none). Averaging over every token of the objects, as the look head does, says what
+  they are but not how many; the share left on ``<s>``, 1 / (count + 1), says how
+  many. Without it the model confuses three and four (measured: 13 of 20 fours
+  answered "three"). The token is the middle one, not the top-left: trained on the
+  top-left token, the head gave a large object's token a logit 2.2 +- 2.9 below
+  ``<s>`` (a small object's: 0.1 +- 0.3), since that patch of a large cross, star or
+  triangle holds only background, and counts with a large object among them were
+  right 65% of the time against 86% without.
 
 Supervising only the look hop is not enough: measured on this task, the anchor
 words find their objects within a hundred steps, yet the answer stays at its prior

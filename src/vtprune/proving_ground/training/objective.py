@@ -13,7 +13,7 @@ only and are not part of the checkpoint:
   without this loss nothing would train CLS attention; with it CLS attends to the
   objects, as CLIP's does, which methods ranking tokens by CLS attention rely on.
 * The patch loss asks every visual token what lies in its patch (shape, colour,
-  glyph, whether an object's top-left corner is there). Dense labels teach the
+  glyph, whether an object's middle patch is there: see ``Box.middle_patch``). Dense labels teach the
   tower in minutes what the answer loss alone teaches in hours, and keep each
   object's evidence in its own tokens, which is what makes pruning matter.
 * The position loss asks every object and tile token where it is (its column and
@@ -69,12 +69,12 @@ PATCH_LABELS: dict[str, tuple[str, ...]] = {
     "shape": ("none",) + SHAPES,
     "colour": ("none",) + tuple(OBJECT_COLOURS),
     "glyph": ("none",) + GLYPHS,
-    "corner": ("no", "yes"),
+    "middle": ("no", "yes"),
 }
 
 
 def patch_targets(scenes: Sequence[Scene]) -> torch.Tensor:
-    """(N, 576, 4) class ids per visual token: shape, colour, glyph, top-left corner."""
+    """(N, 576, 4) class ids per visual token: shape, colour, glyph, an object's middle patch."""
     shape_id = {s: i for i, s in enumerate(PATCH_LABELS["shape"])}
     colour_id = {c: i for i, c in enumerate(PATCH_LABELS["colour"])}
     glyph_id = {g: i for i, g in enumerate(PATCH_LABELS["glyph"])}
@@ -84,7 +84,7 @@ def patch_targets(scenes: Sequence[Scene]) -> torch.Tensor:
             patches = obj.box.patches()
             targets[n, patches, 0] = shape_id[obj.shape]
             targets[n, patches, 1] = colour_id[obj.colour]
-            targets[n, patches[0], 3] = 1  # patches() lists in raster order: top-left first
+            targets[n, obj.box.middle_patch(), 3] = 1
         for tile in scene.tiles:
             patches = tile.box.patches()
             targets[n, patches, 1] = colour_id[tile.colour]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vtprune.proving_ground import CORRUPTIONS, FAMILIES, make_split, scene_questions
-from vtprune.proving_ground.scenes import GRID, IMAGE_SIZE, relation_between
+from vtprune.proving_ground.scenes import GRID, IMAGE_SIZE, PATCH, Box, relation_between
 from vtprune.proving_ground.vocabulary import COUNT_WORDS, all_words
 
 
@@ -129,8 +129,6 @@ def test_scene_questions_ask_every_family_once():
 
 
 def test_middle_patch_of_hand_built_boxes():
-    from vtprune.proving_ground.scenes import Box
-
     # A large object's 3 x 3 patches (columns 4-6, rows 2-4): the centre one.
     assert Box(33, 17, 55, 39).middle_patch() == 3 * GRID + 5
     # A small object's 2 x 2 (columns 10-11, row 0-1): the top-left one of its middle four.
@@ -146,5 +144,6 @@ def test_middle_patch_holds_each_objects_centre_or_touches_it(test_examples):
             assert middle in obj.box.patches()
             row, col = divmod(middle, GRID)
             cx, cy = obj.box.centre
-            # the centre lies in the middle patch, or on the border of the patch up-left of it
-            assert col * 8 <= cx <= (col + 1) * 8 + 2 and row * 8 <= cy <= (row + 1) * 8 + 2
+            # the centre lies in the middle patch, or (a small object's, drawn at most
+            # 2 px off its cell) at most 2 px past its right or bottom edge
+            assert col * PATCH <= cx <= (col + 1) * PATCH + 2 and row * PATCH <= cy <= (row + 1) * PATCH + 2

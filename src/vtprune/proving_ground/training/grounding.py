@@ -26,7 +26,8 @@ does counting:
   top-left token, the head gave a large object's token a logit 2.2 +- 2.9 below
   ``<s>`` (a small object's: 0.1 +- 0.3), since that patch of a large cross, star or
   triangle holds only background, and counts with a large object among them were
-  right 65% of the time against 86% without.
+  right 65% of the time against 86% without. On the middle token: 0.2 +- 0.9 and
+  0.0 +- 0.3 below, and 79% against 92% (200 test questions each time).
 
 Supervising only the look hop is not enough: measured on this task, the anchor
 words find their objects within a hundred steps, yet the answer stays at its prior

@@ -13,9 +13,9 @@ only and are not part of the checkpoint:
   without this loss nothing would train CLS attention; with it CLS attends to the
   objects, as CLIP's does, which methods ranking tokens by CLS attention rely on.
 * The patch loss asks every visual token what lies in its patch (shape, colour,
-  glyph, whether an object's middle patch is there: see ``Box.middle_patch``). Dense labels teach the
-  tower in minutes what the answer loss alone teaches in hours, and keep each
-  object's evidence in its own tokens, which is what makes pruning matter.
+  glyph, whether it is an object's middle patch: ``Box.middle_patch``). Dense labels
+  teach the tower in minutes what the answer loss alone teaches in hours, and keep
+  each object's evidence in its own tokens, which is what makes pruning matter.
 * The position loss asks every object and tile token where it is (its column and
   row, regressed), so that the values the language model collects from an object
   say where the object is; the position embeddings start from a 2-D table (see

@@ -75,14 +75,20 @@ def tile_signal(name: str, captures: dict, tower: nn.Module, index: Any) -> torc
     layer = feature_layer(tower, index)
     attn = layer.self_attn
     hidden, keys = captures["layer_in"], captures["keys"]
-    tiles, tokens, _ = keys.shape
-    keys = keys.view(tiles, tokens, attn.num_heads, attn.head_dim).float()
-    if skip:
-        # CLIP: the CLS token's row (one query per tile).
-        query = attn.q_proj(layer.layer_norm1(hidden[:, :1])).view(tiles, 1, attn.num_heads, attn.head_dim)
-        scores = torch.einsum("iqhd,ikhd->ihqk", query.float(), keys) * attn.scale
-        return torch.softmax(scores, dim=-1).mean(dim=1)[:, 0, 1:]
-    # No CLS: the attention each patch receives, averaged over all queries and heads.
-    query = attn.q_proj(layer.layer_norm1(hidden)).view(tiles, tokens, attn.num_heads, attn.head_dim)
-    scores = torch.einsum("iqhd,ikhd->ihqk", query.float(), keys) * attn.scale
-    return torch.softmax(scores, dim=-1).mean(dim=(1, 2))
+    # CLIP: the CLS token's row (one query per tile); no CLS: every query.
+    query = attn.q_proj(layer.layer_norm1(hidden[:, :1] if skip else hidden))
+    return saliency(query, keys, attn.num_heads, attn.scale, cls=bool(skip))
+
+
+def saliency(query: torch.Tensor, keys: torch.Tensor, heads: int, scale: float, cls: bool) -> torch.Tensor:
+    """(tiles, patches) ``vision_saliency`` from one layer's queries and keys (heads
+    concatenated): with ``cls``, the attention of the CLS query (query row 0, key
+    column 0) to each patch; without, the attention each patch receives, averaged
+    over all queries. Heads averaged, in float32."""
+    tiles, tokens, width = keys.shape
+    keys = keys.reshape(tiles, tokens, heads, width // heads).float()
+    query = query.reshape(tiles, query.shape[1], heads, width // heads).float()
+    probs = torch.softmax(torch.einsum("iqhd,ikhd->ihqk", query, keys) * scale, dim=-1)
+    if cls:
+        return probs.mean(dim=1)[:, 0, 1:]
+    return probs.mean(dim=(1, 2))

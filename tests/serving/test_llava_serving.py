@@ -37,12 +37,14 @@ def test_without_a_vtprune_config_the_model_is_served_as_stock():
 def test_served_answers_and_kept_tokens_equal_the_hf_path(method):
     llm = engine(**vtprune.vllm.engine_kwargs(method, keep=KEEP))
     try:
-        served = answers(llm, EXAMPLES)
         model = served_model(llm)
         kept = []
-        for example in EXAMPLES[:3]:  # one request at a time: the model's last selection is its image's
+        # First, one request at a time on an empty encoder cache: the model's last
+        # selection is then that image's.
+        for example in EXAMPLES[:3]:
             answers(llm, [example], max_tokens=1)
             kept.append(model.vtprune_last_keep[0].cpu())
+        served = answers(llm, EXAMPLES)
     finally:
         close(llm)
     reference = hf_answers(EXAMPLES, method, keep=KEEP)
@@ -73,14 +75,17 @@ def test_one_image_with_two_instructions_is_selected_for_each():
     pair = [image, twin, image]
     llm = engine(**vtprune.vllm.engine_kwargs("zspaprune", keep=KEEP))
     try:
-        served = answers(llm, pair)
         model = served_model(llm)
         kept = []
-        for example in pair:
+        for example in pair:  # the third is the first again: served from the encoder cache
+            model.vtprune_last_keep = []
             answers(llm, [example], max_tokens=1)
-            kept.append(model.vtprune_last_keep[0].cpu() if model.vtprune_last_keep else None)
+            kept.append([k.cpu() for k in model.vtprune_last_keep])
+        served = answers(llm, pair)
     finally:
         close(llm)
     assert served == hf_answers(pair, "zspaprune", keep=KEEP)
-    assert kept[0] is not None and kept[1] is not None
-    torch.testing.assert_close(kept[1], hf_kept(twin, "zspaprune", keep=KEEP).cpu(), rtol=0, atol=0)
+    assert len(kept[0]) == len(kept[1]) == 1 and kept[2] == []  # the twin was encoded again, the repeat was not
+    torch.testing.assert_close(kept[0][0], hf_kept(image, "zspaprune", keep=KEEP).cpu(), rtol=0, atol=0)
+    torch.testing.assert_close(kept[1][0], hf_kept(twin, "zspaprune", keep=KEEP).cpu(), rtol=0, atol=0)
+    assert not torch.equal(kept[0][0], kept[1][0])

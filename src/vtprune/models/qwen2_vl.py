@@ -77,7 +77,7 @@ class Qwen2VLAdapter(ModelAdapter):
         if name == "vision_keys":
             per_patch = k.reshape(patches, heads * head_dim)
         else:
-            per_patch = _attention_received(q, k, captures["rope"], captures["cu_seqlens"], attn.scaling)[:, None]
+            per_patch = attention_received(q, k, captures["rope"], captures["cu_seqlens"], attn.scaling)[:, None]
         unit = self.merge**2
         per_token = per_patch.view(patches // unit, unit, -1).mean(1)  # the merger's groups of patches
         per_token = self._window_order_undone(per_token, captures["grid_thw"])
@@ -217,7 +217,7 @@ class Qwen2VLAdapter(ModelAdapter):
         return compact
 
 
-def _attention_received(
+def attention_received(
     q: torch.Tensor, k: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], cu_seqlens: torch.Tensor, scale: float
 ) -> torch.Tensor:
     """Mean attention each patch receives within its attention segment (an image), over

@@ -30,7 +30,11 @@ __all__ = ["CONFIG_KEY", "ServingError", "engine_kwargs", "register", "servable_
 # vLLM architecture -> the class that serves it, pruned or not.
 ARCHITECTURES = {
     "LlavaForConditionalGeneration": "vtprune.vllm.llava:VtpruneLlavaForConditionalGeneration",
+    "Qwen2VLForConditionalGeneration": "vtprune.vllm.qwen2_vl:VtpruneQwen2VLForConditionalGeneration",
+    "Qwen2_5_VLForConditionalGeneration": "vtprune.vllm.qwen2_vl:VtpruneQwen2_5_VLForConditionalGeneration",
 }
+
+
 def engine_kwargs(method: str, **options: Any) -> dict[str, Any]:
     """Keyword arguments for ``vllm.LLM(...)`` / ``EngineArgs`` that serve ``method``.
 
@@ -69,5 +73,8 @@ def _register_config_hooks() -> None:
     from .hooks import HOOKS
 
     for architecture, hook in HOOKS.items():
+        stock = model_configs.MODELS_CONFIG_MAP.get(architecture)
+        if stock is not None and not issubclass(stock, hook):  # keep vLLM's own hook running first
+            hook = type(hook.__name__, (hook,), {"stock": stock})
         model_configs.MODELS_CONFIG_MAP[architecture] = hook
         model_configs.MODELS_CONFIG_MAP["Vtprune" + architecture] = hook

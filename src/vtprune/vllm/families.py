@@ -54,3 +54,24 @@ def prepare_llava(model_config: Any) -> None:
         # Any split works: the three rows are equal, so every section reads the same id.
         rope["mrope_section"] = [half - 2 * (half // 3), half // 3, half // 3]
         text.rope_parameters = rope
+
+
+def qwen_plan(hf_config: Any) -> ServingPlan | None:
+    """The plan in a Qwen2-VL / Qwen2.5-VL config (``None``: stock), checked against the model.
+
+    Image sizes vary, so the budget is resolved per image when its prompt is processed.
+    ``positions="compact"`` cannot be served: a compact image spans max(kept rows, kept
+    columns) ids, which is known only after selection, while vLLM fixes the ids of the
+    text after the image when the request arrives.
+    """
+    if getattr(hf_config, CONFIG_KEY, None) is None:
+        return None
+    plan = plan_from_config(
+        hf_config, num_layers=int(hf_config.text_config.num_hidden_layers), image_tokens=None, signals=QWEN_SIGNALS
+    )
+    if not plan.original_positions:
+        raise ServingError(
+            f"{CONFIG_KEY}: positions={plan.config.positions!r} cannot be served on M-RoPE models (Qwen2-VL, "
+            "Qwen2.5-VL): the span of a compacted image is known only after selection; use positions='original'"
+        )
+    return plan

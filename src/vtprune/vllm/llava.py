@@ -41,11 +41,13 @@ from vllm.model_executor.models.utils import AutoWeightsLoader, WeightsMapper
 from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from ..models.vit_tiles import saliency
-from .positions import encode, place, provisional
+from .placement import EncoderPositionsMixin
+from .positions import encode, provisional
 from .families import grid_side, llava_plan
 from .plan import ServingPlan
 from .processing import ORDINAL, TEXT, SelectionInputsMixin
-from .serving import placed_rows, prompt_signals, stack_rows
+from .selection import select_group
+from .serving import prompt_signals, stack_rows
 
 class VtpruneLlavaProcessingInfo(LlavaProcessingInfo):
     def vtprune_plan(self) -> ServingPlan | None:
@@ -78,7 +80,7 @@ def _processor(info: Any, dummy_inputs: Any):
 
 
 @MULTIMODAL_REGISTRY.register_processor(_processor, info=_info, dummy_inputs=LlavaDummyInputsBuilder)
-class VtpruneLlavaForConditionalGeneration(LlavaForConditionalGeneration, SupportsMRoPE):
+class VtpruneLlavaForConditionalGeneration(EncoderPositionsMixin, LlavaForConditionalGeneration, SupportsMRoPE):
     hf_to_vllm_mapper = WeightsMapper(
         orig_to_new_prefix={
             **LlavaForConditionalGeneration.hf_to_vllm_mapper.orig_to_new_prefix,
@@ -93,7 +95,6 @@ class VtpruneLlavaForConditionalGeneration(LlavaForConditionalGeneration, Suppor
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         self.vtprune = llava_plan(self.config)
         self.grid = (grid_side(self.config),) * 2
-        self._vtprune_rows = None  # (rows, offsets) of the image rows the next forward places
         self.vtprune_last_keep: list[torch.Tensor] = []
 
     # -- encoder ------------------------------------------------------------------------
@@ -118,8 +119,6 @@ class VtpruneLlavaForConditionalGeneration(LlavaForConditionalGeneration, Suppor
         images = visual.shape[0]
         signal = self._signals(features, captures, text, images)
         ordinals = stack_rows(ordinal, images, visual.device)
-        from .selection import select_group
-
         kept, chosen = select_group(plan, self.grid, visual, ordinals, signal)
         self.vtprune_last_keep = list(kept)  # per image of the last encoder run, for inspection
         rows = kept.shape[1]
@@ -168,18 +167,6 @@ class VtpruneLlavaForConditionalGeneration(LlavaForConditionalGeneration, Suppor
                 count = feature.mm_position.length
                 images.append((feature.mm_position.offset, count, tokens if self.vtprune.original_positions else count))
         return provisional(len(input_tokens), images)
-
-    def embed_input_ids(self, input_ids, multimodal_embeddings=None, *, is_multimodal=None):
-        if self.vtprune is None or not multimodal_embeddings:
-            return super().embed_input_ids(input_ids, multimodal_embeddings, is_multimodal=is_multimodal)
-        features, self._vtprune_rows = placed_rows(multimodal_embeddings, is_multimodal, self.config.text_config.hidden_size)
-        return super().embed_input_ids(input_ids, features, is_multimodal=is_multimodal)
-
-    def forward(self, input_ids, positions, intermediate_tensors=None, inputs_embeds=None, **kwargs):
-        rows, self._vtprune_rows = getattr(self, "_vtprune_rows", None), None
-        if rows is not None:
-            positions = place(positions, *rows)
-        return super().forward(input_ids, positions, intermediate_tensors, inputs_embeds, **kwargs)
 
     def load_weights(self, weights: Iterable[tuple[str, torch.Tensor]]) -> set[str]:
         return AutoWeightsLoader(self).load_weights(weights, mapper=self.hf_to_vllm_mapper)

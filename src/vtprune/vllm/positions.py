@@ -53,26 +53,28 @@ def split_channels(embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def provisional(
-    length: int, images: Sequence[tuple[int, int, int]], device: torch.device | None = None
+    length: int, images: Sequence[tuple], device: torch.device | None = None
 ) -> tuple[torch.Tensor, int]:
     """(3, length) ids of a prompt before its images are encoded, and the decoding delta.
 
-    ``images``: (offset, placeholders, span) of each image, in prompt order. Text
-    advances one id per token; an image's placeholders all get the image's first id and
-    the text after it resumes ``span`` ids later.
+    ``images``: (offset, placeholders, span) of each image, in prompt order, or
+    (offset, placeholders, span, ids) for an item whose (3, placeholders) ``ids`` from
+    its first id are known already (a video, which is not pruned). Text advances one id
+    per token; an image's placeholders all get the image's first id and the text after
+    it resumes ``span`` ids later.
     """
-    ids = torch.empty(length, dtype=torch.long)
+    ids = torch.empty(3, length, dtype=torch.long)
     cursor, previous = 0, 0
-    for offset, placeholders, span in sorted(images):
+    for offset, placeholders, span, *fixed in sorted(images, key=lambda item: item[0]):
         text = offset - previous
-        ids[previous:offset] = torch.arange(cursor, cursor + text)
+        ids[:, previous:offset] = torch.arange(cursor, cursor + text)
         cursor += text
-        ids[offset : offset + placeholders] = cursor
+        ids[:, offset : offset + placeholders] = cursor + (fixed[0] if fixed else 0)
         cursor += span
         previous = offset + placeholders
-    ids[previous:] = torch.arange(cursor, cursor + length - previous)
+    ids[:, previous:] = torch.arange(cursor, cursor + length - previous)
     cursor += length - previous
-    return ids.expand(3, length).clone().to(device), cursor - length
+    return ids.to(device), cursor - length
 
 
 def place(positions: torch.Tensor, rows: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:

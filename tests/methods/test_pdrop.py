@@ -15,7 +15,7 @@ def test_stage_layers_scale_with_the_model_depth() -> None:
     assert scaled_layers((8, 16, 24), 2) == (1,)  # collapsed stages merge
     stages = get_method("pdrop").stages(PDropConfig(), 28)
     assert [s.where for s in stages] == ["llm:7", "llm:14", "llm:21"]
-    assert stages[1].needs == {"attn_last@llm:14"}
+    assert stages[1].needs == {"attn_last_next@llm:14"}
 
 
 def test_fixed_ratio_halves_the_tokens_at_each_stage() -> None:
@@ -92,6 +92,6 @@ def test_each_stage_ranks_by_its_own_layer_attention() -> None:
     for i in range(2):
         alive = torch.arange(24)
         for layer, count in zip((8, 16, 24), (12, 6, 3), strict=True):
-            attention = bank[f"attn_last@llm:{layer}"][i, alive]
+            attention = bank[f"attn_last_next@llm:{layer}"][i, alive]
             alive = alive[attention.topk(count).indices].sort().values
         assert torch.equal(outcome.keep[i], alive)

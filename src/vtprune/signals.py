@@ -47,6 +47,7 @@ Declared in a stage's ``needs`` and computed by the model adapter only when decl
 ``hidden_norm@llm:K``         (I, N, D)       the same through the model's final norm
 ``keys@llm:K``                (I, N, Dk)      layer K's attention keys (heads concatenated)
 ``keys_rope@llm:K``           (I, N, Dk)      the same after RoPE, as attention uses them
+``text_hidden@llm:K``         (I, T, D)       ``hidden`` of the instruction tokens
 ``text_hidden_norm@llm:K``    (I, T, D)       ``hidden_norm`` of the instruction tokens
 ``text_keys_rope@llm:K``      (I, T, Dk)      ``keys_rope`` of the instruction tokens
 ============================  ==============  =======================================
@@ -69,10 +70,10 @@ PLAIN_SIGNALS = frozenset(
 )
 LLM_SIGNALS = frozenset(
     {"attn_rows", "attn_last", "attn_last_next", "hidden", "hidden_norm", "keys", "keys_rope",
-     "text_hidden_norm", "text_keys_rope"}
+     "text_hidden", "text_hidden_norm", "text_keys_rope"}
 )
 # Signals whose rows are the instruction tokens (padded): they come with ``text_mask``.
-TEXT_ROW_SIGNALS = ("text_embeds", "attn_rows", "text_hidden_norm", "text_keys_rope")
+TEXT_ROW_SIGNALS = ("text_embeds", "attn_rows", "text_hidden", "text_hidden_norm", "text_keys_rope")
 _LLM_SIGNAL = re.compile(r"^(\w+)@llm:(\d+)$")
 
 

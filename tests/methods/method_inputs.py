@@ -16,8 +16,8 @@ from vtprune.signals import Signals, parse_signal
 
 # Axis of the token dimension of each signal; text-only signals have none.
 TOKEN_AXIS = {"attn_rows": 2}
-TEXT_ONLY = {"text_embeds", "text_mask", "text_hidden_norm", "text_keys_rope", "entry_visual"}  # not indexed by current tokens
-TEXT_ROWS = ("text_embeds", "attn_rows", "text_hidden_norm", "text_keys_rope")
+TEXT_ONLY = {"text_embeds", "text_mask", "text_hidden", "text_hidden_norm", "text_keys_rope", "entry_visual"}  # not indexed by current tokens
+TEXT_ROWS = ("text_embeds", "attn_rows", "text_hidden", "text_hidden_norm", "text_keys_rope")
 
 
 @dataclass
@@ -69,7 +69,7 @@ class SignalBank:
             return mask
         if base in ("visual", "hidden", "hidden_norm", "entry_visual"):
             return normal(i, n, self.dim)
-        if base in ("text_embeds", "text_hidden_norm"):
+        if base in ("text_embeds", "text_hidden", "text_hidden_norm"):
             return normal(i, t, self.dim) * mask[..., None]
         if base == "text_keys_rope":
             return normal(i, t, self.key_dim) * mask[..., None]

@@ -156,7 +156,7 @@ NON_DEFAULT = [
     COASTConfig(keep=100, layer=4, rho=0.6, a_min=0.1, a_max=0.3),
     FastVConfig(keep=0.25, layer=3),
     PDropConfig(keep=128, layers=(2, 8, 16), ratio=0.6),
-    DARTConfig(keep=77, layer=3, pivots=4),
+    DARTConfig(keep=77, layer=3, image_pivots=2, text_pivots=3, hidden="raw"),
 ]
 
 
@@ -198,7 +198,8 @@ BAD_VALUES = [
     (PDropConfig, {"layers": (16, 8)}, ValueError, "layers"),
     (PDropConfig, {"layers": (8, 40)}, ValueError, "layers"),
     (PDropConfig, {"layers": "8,16"}, TypeError, "layers"),
-    (DARTConfig, {"pivots": 0}, ValueError, "pivots"),
+    (DARTConfig, {"image_pivots": 0}, ValueError, "image_pivots"),
+    (DARTConfig, {"hidden": "rms"}, ValueError, "hidden"),
     (DivPruneConfig, {"keep": 0}, ValueError, "keep"),
 ]
 

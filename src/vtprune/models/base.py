@@ -61,7 +61,7 @@ class ModelAdapter:
         {
             "visual", "entry_visual", "text_embeds", "text_mask", "text_relevance",
             "attn_rows", "attn_last", "attn_last_next", "hidden", "hidden_norm", "keys", "keys_rope",
-            "text_hidden_norm", "text_keys_rope",
+            "text_hidden", "text_hidden_norm", "text_keys_rope",
         }
     )
 
@@ -268,8 +268,8 @@ class ModelAdapter:
             return _rows(capture.hidden_out, group.positions)
         if base == "keys":
             return _rows(capture.keys, group.positions)
-        if base in ("keys_rope", "text_keys_rope", "hidden_norm", "text_hidden_norm"):
-            whole = self._derived(base.removeprefix("text_"), capture)
+        if base in ("keys_rope", "text_keys_rope", "hidden_norm", "text_hidden_norm", "text_hidden"):
+            whole = capture.hidden_out if base == "text_hidden" else self._derived(base.removeprefix("text_"), capture)
             if base.startswith("text_"):
                 order, _, mask = self._instruction(level, group)
                 sample = torch.div(group.positions[:, 0], level.image.shape[1], rounding_mode="floor")

@@ -34,6 +34,11 @@ Declared in a stage's ``needs`` and computed by the model adapter only when decl
                                               in CLIP space when a CLIP text tower is
                                               attached, else between ``visual`` and the
                                               mean of ``text_embeds``
+``clip_relevance``            (I, N)          cosine, in CLIP space, between each patch of
+                                              the vision layer the LLM reads (post layer
+                                              norm, CLIP projection) and the CLIP text
+                                              embedding of the instruction (LLaVA-1.5,
+                                              with a text tower)
 ``attn_rows@llm:K``           (I, T, N)       attention of LLM layer K from the
                                               instruction tokens to the image's tokens,
                                               heads averaged (rows of ``text_mask``)
@@ -65,7 +70,7 @@ import torch
 PLAIN_SIGNALS = frozenset(
     {
         "visual", "entry_visual", "vision_saliency", "vision_features", "vision_keys",
-        "text_embeds", "text_mask", "text_relevance",
+        "text_embeds", "text_mask", "text_relevance", "clip_relevance",
     }
 )
 LLM_SIGNALS = frozenset(

@@ -98,7 +98,11 @@ class ModelAdapter:
 
     def captures_vision(self, needs: set[str]) -> bool:
         """Whether signals in ``needs`` are computed from inside the vision tower."""
-        return bool(needs & VISION_SIGNALS) or ("text_relevance" in needs and self.text_tower is not None)
+        return (
+            bool(needs & VISION_SIGNALS)
+            or "clip_relevance" in needs
+            or ("text_relevance" in needs and self.text_tower is not None)
+        )
 
     def match_vision_call(self, forward: Forward, layout: ImageLayout) -> VisionCall | None:
         """The recorded vision call that produced this forward's images (the latest one
@@ -247,6 +251,10 @@ class ModelAdapter:
             return embeds if name == "text_embeds" else mask
         if name == "text_relevance":
             return self._text_relevance(level, group)
+        if name == "clip_relevance":
+            if self.text_tower is None:
+                raise RuntimeError("signal 'clip_relevance' needs a CLIP text tower (text_tower=...)")
+            return self._clip_relevance(level, group, select_layer=True)
         if name in VISION_SIGNALS:
             if level.vision is None:
                 raise RuntimeError(
@@ -348,7 +356,7 @@ class ModelAdapter:
             "leave text_tower unset"
         )
 
-    def _clip_relevance(self, level: Level, group: ImageGroup) -> torch.Tensor:  # pragma: no cover - abstract
+    def _clip_relevance(self, level: Level, group: ImageGroup, select_layer: bool = False) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _instruction_ids(self, level: Level, group: ImageGroup) -> list[list[int]]:

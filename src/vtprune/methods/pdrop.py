@@ -194,6 +194,29 @@ def solve_ratio(budget: int, tokens: int, layers: tuple[int, ...], num_layers: i
     return (low + high) / 2
 
 
+def check_feasible(keep: int | float, budget: int, tokens: int, layers: tuple[int, ...], num_layers: int) -> None:
+    """Raise, naming ``keep`` and the smallest budget that works, when the first segment
+    alone averages at least ``budget`` tokens of an image (part) of ``tokens`` tokens."""
+    floor = layer_average(0.0, layers, num_layers, tokens)
+    if floor < budget:
+        return
+    smallest = math.floor(floor) + 1
+    if budget == keep:
+        where = f"an image of {tokens} tokens"
+        need = f"The smallest keep that works for this image is {smallest}; accepted: keep >= {smallest}"
+    else:  # LLaVA-NeXT / OneVision: the image's budget is shared among its grids
+        where = f"a grid of {tokens} tokens of an image (its share of the budget: {budget})"
+        need = (
+            f"This grid needs a share of at least {smallest}; the image's budget is shared among its grids "
+            f"in proportion to their tokens, so raise keep to about {smallest} * (image tokens) / {tokens}"
+        )
+    raise ValueError(
+        f"pdrop: keep={keep} (tokens averaged over {num_layers} layers) cannot be met for {where} with stages "
+        f"after layers {list(layers)}: the first {layers[0]} layers alone average {floor:.1f}. {need}, earlier "
+        "layers, or a ratio keep (for which layers=None moves the stages earlier)"
+    )
+
+
 def stage_count(tokens: int, ratio: float, stage: int) -> int:
     """Tokens that go on after stage ``stage`` (1-based): tokens * ratio**stage, at least 1."""
     return max(1, round_half_up(tokens * ratio**stage))
@@ -211,6 +234,8 @@ def select_pdrop_stage(
     """Stage ``stage`` (1-based) of the pyramid: keep the top share by the next layer's
     attention from the last instruction token."""
     tokens = signals.grid[0] * signals.grid[1]  # the image's count before any stage
+    if config.ratio is None and budget < tokens:
+        check_feasible(config.keep, budget, tokens, layers, num_layers)
     ratio = config.ratio if config.ratio is not None else solve_ratio(budget, tokens, layers, num_layers)
     count = min(signals.num_tokens, stage_count(tokens, ratio, stage))
     attention = signals[f"attn_last_next@llm:{layers[stage - 1]}"].float()

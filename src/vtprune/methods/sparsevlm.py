@@ -33,8 +33,13 @@ As in the official code: positions are renumbered after each drop (the default
 
 * the official code appends the merged tokens after the kept visual tokens; here each
   cluster's mean takes the place of its density-peak centre token (which is kept), so
-  it sits where that token was. Kept sets, as sets of image tokens, are the official
-  kept tokens plus the centres.
+  it sits where that token was (the runtime keeps tokens in sequence order). The first
+  pruning layer keeps the official tokens plus the centres; the later layers see the
+  merged tokens at other positions (and causal visibility) and rank differently:
+  measured end to end on a tiny random LLaVA (4 prompts), the kept sets after the last
+  layer overlap the official ones 0.31, 0.21 and 0.40 (Jaccard) at 64, 128 and 192;
+  with the official code changed to place the merged tokens as here, all three layers
+  are identical.
 * the official DPC-kNN adds ``rand * 1e-6`` to the densities to break ties; here ties
   go to the lower index (no randomness).
 * the official raters are the text tokens after the image up to the end of the

@@ -103,3 +103,16 @@ def test_method_on_model(family, model, prompts, reference, method, keep):
     handle.remove()
     assert torch.equal(logits(model, batch), reference_logits)
     assert torch.equal(greedy(model, batch, tokens=4), reference_tokens)
+
+
+@pytest.mark.parametrize("method", ["pdrop", "sparsevlm", "dart", "visionzip", "cdpruner", "fastv"])
+def test_keep_all_is_the_unpatched_model(family, model, prompts, reference, method):
+    """Every token kept (keep=1.0): the same logits and tokens, whatever positions mode
+    the method defaults to (PDrop and SparseVLM renumber after each stage)."""
+    batch, reference_logits, reference_tokens = reference
+    handle = vtprune.prune(model, method, keep=1.0)
+    try:
+        torch.testing.assert_close(logits(model, batch), reference_logits, atol=1e-5, rtol=0)
+        assert torch.equal(greedy(model, batch, tokens=4), reference_tokens)
+    finally:
+        handle.remove()

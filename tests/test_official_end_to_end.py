@@ -231,3 +231,18 @@ def test_visionzip_kept_set(models, batch):
         targets = remaining[torch.arange(0, len(remaining), step)[:contextual]]
         ours = kept_by_stage(model, batch, "visionzip", keep=budget)["pre_llm"]
         assert set(ours) == set(top.tolist()) | set(targets.tolist())
+
+
+def test_divprune(models, batch):
+    """DivPrune: the projector's output features of the image (what the official code prunes)."""
+    from methods.test_divprune import official_divprune
+
+    model = models[0]
+    with torch.no_grad():
+        features = model.model.get_image_features(
+            pixel_values=batch["pixel_values"], vision_feature_layer=model.config.vision_feature_layer,
+            vision_feature_select_strategy="default", return_dict=True,
+        ).pooler_output[0]
+    for budget in (64, 128, 192):
+        official = sorted(official_divprune(features.float(), budget))
+        assert kept_by_stage(model, batch, "divprune", keep=budget)["pre_llm"] == official

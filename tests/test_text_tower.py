@@ -121,12 +121,15 @@ def official_cdpruner(image_features, image_embeds, text_embeds, count):
     return sorted(chosen)
 
 
-def test_cdpruner_clip_relevance_selects_what_the_official_code_selects(checkpoints):
+@pytest.mark.parametrize("budget", [16, 32, 48])
+def test_cdpruner_clip_relevance_selects_what_the_official_code_selects(checkpoints, budget):
+    """Budgets below the kernel's rank (the tiny model's 64 feature dimensions): past it
+    the official code divides by a zero gain; see the plain-tensor test for 64/128/192."""
     clip_dir, llm_dir = checkpoints
-    model = tiny_llava()
+    model = tiny_llava(grid=24)  # 576 tokens per image
     model.config._name_or_path = str(llm_dir)
     batch = make_batch(model, [[3, IMAGE, 7], [2, IMAGE, 5]])
-    handle = vtprune.prune(model, "cdpruner", keep=10, text_tower=str(clip_dir))
+    handle = vtprune.prune(model, "cdpruner", keep=budget, text_tower=str(clip_dir))
     assert handle.config.relevance_source == "clip"
     with torch.no_grad():
         model(**batch)
@@ -147,7 +150,7 @@ def test_cdpruner_clip_relevance_selects_what_the_official_code_selects(checkpoi
             last_image = torch.nonzero(ids == model.config.image_token_id).max()
             words = llm_tok.decode(ids[last_image + 1 :].tolist())
             text = text_model(**clip_tok([words], return_tensors="pt")).text_embeds
-            expected = official_cdpruner(features[sample], image_embeds[sample], text, 10)
+            expected = official_cdpruner(features[sample], image_embeds[sample], text, budget)
             assert kept[sample][0].tolist() == expected
 
 

@@ -74,6 +74,12 @@ class SparseVLMConfig(PruneConfig):
     """Rater-attention ranking at three depths, the best of the pruned recycled into clusters."""
 
     method = "sparsevlm"
+    keep: int | float = help_field(
+        0.222,
+        "Budget naming the per-layer schedule, as a count (64, 128, 192: the official counts for 576 "
+        "tokens) or a ratio in (0, 1]; the tokens left after the last layer are fewer (64 -> 18, "
+        "128 -> 39, 192 -> 113). Other budgets interpolate the official shares; 1.0 keeps everything.",
+    )
     positions: str = help_field(
         "compact",
         "'compact' (the official code's): after each stage the kept tokens are renumbered "

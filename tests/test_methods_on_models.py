@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import vtprune
+from vtprune.methods.sparsevlm import schedule
 from vtprune.testing import make_batch
 
 from helpers import FAMILIES, FAMILY_IDS, greedy, image_token_counts, logits
@@ -47,9 +48,24 @@ def expected_counts(handle, n: int) -> tuple[int, int]:
     wheres = [s.where for s in vtprune.get_method(handle.method).stages(handle.config, 10)]
     if handle.method == "sts":
         return min(n, round(handle.config.pool_factor * budget)), budget
+    if handle.method == "sparsevlm":  # the official per-layer counts plus recycled clusters
+        return n, schedule(n, budget, len(wheres), handle.config.recycle)[-1]  # one-grid images
     if wheres[0] != "pre_llm":
         return n, budget
     return budget, budget
+
+
+def sparsevlm_counts(handle) -> list[int]:
+    """SparseVLM's tokens after its last stage for every image of the last forward, in
+    order: the schedule of each of the image's grids (LLaVA-NeXT's base and tiles)."""
+    layout = handle._session.last.layout
+    budgets = layout.budgets(handle.config)
+    stages = len(vtprune.get_method("sparsevlm").stages(handle.config, 10))
+    totals = [0] * layout.num_parents
+    for unit, ((rows, cols), parent) in enumerate(zip(layout.grids, layout.parents)):
+        if budgets[unit]:
+            totals[parent] += schedule(rows * cols, budgets[unit], stages, handle.config.recycle)[-1]
+    return totals
 
 
 @pytest.mark.parametrize("keep", KEEPS)
@@ -63,12 +79,15 @@ def test_method_on_model(family, model, prompts, reference, method, keep):
 
     # Kept counts per image, at the LLM input and after the last stage.
     stats, keep_lists = handle.stats, handle.last_keep
+    final = sparsevlm_counts(handle) if method == "sparsevlm" else None
     for sample, kept in enumerate(keep_lists):
         counts = image_token_counts(model, batch, sample)
         assert len(kept) == len(counts)
         for n, k in zip(counts, kept):
             assert k.tolist() == sorted(set(k.tolist())) and (k.numel() == 0 or (0 <= int(k.min()) and int(k.max()) < n))
-            if method != "pdrop":
+            if final is not None:
+                assert len(k) == final.pop(0)
+            elif method != "pdrop":
                 assert len(k) == expected_counts(handle, n)[1]
         if method == "pdrop":  # keep is an average over the layers, within a token per grid
             target = sum(handle.config.budget(n) for n in counts)
@@ -84,3 +103,16 @@ def test_method_on_model(family, model, prompts, reference, method, keep):
     handle.remove()
     assert torch.equal(logits(model, batch), reference_logits)
     assert torch.equal(greedy(model, batch, tokens=4), reference_tokens)
+
+
+@pytest.mark.parametrize("method", ["pdrop", "sparsevlm", "dart", "visionzip", "cdpruner", "fastv"])
+def test_keep_all_is_the_unpatched_model(family, model, prompts, reference, method):
+    """Every token kept (keep=1.0): the same logits and tokens, whatever positions mode
+    the method defaults to (PDrop and SparseVLM renumber after each stage)."""
+    batch, reference_logits, reference_tokens = reference
+    handle = vtprune.prune(model, method, keep=1.0)
+    try:
+        torch.testing.assert_close(logits(model, batch), reference_logits, atol=1e-5, rtol=0)
+        assert torch.equal(greedy(model, batch, tokens=4), reference_tokens)
+    finally:
+        handle.remove()

@@ -93,3 +93,67 @@ def test_text_tower_errors_are_raised_before_patching(checkpoints, tmp_path):
         assert not model.model.language_model._forward_pre_hooks
     batch = make_batch(qwen, [[2, Image(4, 4), 3]])
     assert qwen(**batch).logits.shape[1] == batch["input_ids"].shape[1]
+
+
+def official_cdpruner(image_features, image_embeds, text_embeds, count):
+    """One image, as the official ``encode_images`` (CDPruner, LLaVA): projected features
+    for similarity, CLIP embeddings for relevance (negated, min-max), greedy DPP MAP."""
+    image_normalized = (image_features / image_features.norm(dim=-1, keepdim=True)).float()[None]
+    similarity = image_normalized @ image_normalized.transpose(1, 2)
+    image_embeds = image_embeds / image_embeds.norm(dim=-1, keepdim=True)
+    text_embeds = text_embeds / text_embeds.norm(dim=-1, keepdim=True)
+    relevance = (-(image_embeds[None] @ text_embeds.t())).mean(dim=-1)
+    relevance = (relevance - relevance.min() + 1e-6) / (relevance.max() - relevance.min())
+    kernel = relevance.unsqueeze(2) * similarity * relevance.unsqueeze(1)
+    n = kernel.shape[1]
+    cis = torch.zeros((count, 1, n))
+    di2s = torch.diagonal(kernel, dim1=1, dim2=2).clone()
+    chosen = []
+    for i in range(count):
+        j = torch.argmax(di2s, dim=-1)
+        chosen.append(int(j))
+        eis = (kernel[torch.arange(1), j] - torch.einsum("tb,tbn->bn", cis[:i, torch.arange(1), j], cis[:i])) / torch.sqrt(
+            di2s[torch.arange(1), j]
+        ).unsqueeze(-1)
+        cis[i, :, :] = eis
+        di2s -= torch.square(eis)
+        di2s[torch.arange(1), j] = -float("inf")
+    return sorted(chosen)
+
+
+@pytest.mark.parametrize("budget", [16, 32, 48])
+def test_cdpruner_clip_relevance_selects_what_the_official_code_selects(checkpoints, budget):
+    """Budgets below the kernel's rank (the tiny model's 64 feature dimensions): past it
+    the official code divides by a zero gain; see the plain-tensor test for 64/128/192."""
+    clip_dir, llm_dir = checkpoints
+    model = tiny_llava(grid=24)  # 576 tokens per image
+    model.config._name_or_path = str(llm_dir)
+    batch = make_batch(model, [[3, IMAGE, 7], [2, IMAGE, 5]])
+    handle = vtprune.prune(model, "cdpruner", keep=budget, text_tower=str(clip_dir))
+    assert handle.config.relevance_source == "clip"
+    with torch.no_grad():
+        model(**batch)
+    kept = handle.last_keep
+    handle.remove()
+
+    clip = CLIPModel.from_pretrained(clip_dir)
+    text_model = CLIPTextModelWithProjection.from_pretrained(clip_dir)
+    llm_tok, clip_tok = (PreTrainedTokenizerFast.from_pretrained(d) for d in (llm_dir, clip_dir))
+    tower = model.model.vision_tower
+    layer = model.config.vision_feature_layer
+    with torch.no_grad():
+        selected = tower(batch["pixel_values"], output_hidden_states=True).hidden_states[layer][:, 1:]
+        image_embeds = clip.visual_projection(tower.post_layernorm(selected))
+        features = model.model.multi_modal_projector(selected)
+        for sample in range(2):
+            ids = batch["input_ids"][sample]
+            last_image = torch.nonzero(ids == model.config.image_token_id).max()
+            words = llm_tok.decode(ids[last_image + 1 :].tolist())
+            text = text_model(**clip_tok([words], return_tensors="pt")).text_embeds
+            expected = official_cdpruner(features[sample], image_embeds[sample], text, budget)
+            assert kept[sample][0].tolist() == expected
+
+
+def test_cdpruner_clip_relevance_needs_a_text_tower():
+    with pytest.raises(ValueError, match="text_tower"):
+        vtprune.prune(tiny_llava(), "cdpruner", keep=0.25, relevance="clip")

@@ -139,7 +139,7 @@ def validate(model: nn.Module, method: str | PruneConfig, **config: Any) -> Prun
 
 def _attach_text_tower(model: nn.Module, adapter, config: PruneConfig, stages: list) -> None:
     """Load the CLIP text tower a config names, for stages that score text relevance."""
-    if not any("text_relevance" in stage.needs for stage in stages):
+    if not any({"text_relevance", "clip_relevance"} & stage.needs for stage in stages):
         return
     path = getattr(config, "text_tower", None)
     if path is None:

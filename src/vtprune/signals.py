@@ -19,6 +19,9 @@ Declared in a stage's ``needs`` and computed by the model adapter only when decl
 ============================  ==============  =======================================
 ``visual``                    (I, N, D)       the tokens' features at the LLM input
                                               (projector outputs)
+``entry_visual``              (I, N0, D)      the same for all N0 tokens the image had
+                                              at the LLM input, whatever a stage
+                                              inside it dropped since
 ``vision_saliency``           (I, N)          CLS attention to each token in the vision
                                               layer the LLM reads, heads averaged; mean
                                               attention received for encoders without CLS
@@ -31,12 +34,27 @@ Declared in a stage's ``needs`` and computed by the model adapter only when decl
                                               in CLIP space when a CLIP text tower is
                                               attached, else between ``visual`` and the
                                               mean of ``text_embeds``
+``clip_relevance``            (I, N)          cosine, in CLIP space, between each patch of
+                                              the vision layer the LLM reads (post layer
+                                              norm, CLIP projection) and the CLIP text
+                                              embedding of the instruction (LLaVA-1.5,
+                                              with a text tower)
 ``attn_rows@llm:K``           (I, T, N)       attention of LLM layer K from the
                                               instruction tokens to the image's tokens,
                                               heads averaged (rows of ``text_mask``)
-``attn_last@llm:K``           (I, N)          the same from the prompt's last token
+``attn_last@llm:K``           (I, N)          the same from the prompt's last token (the
+                                              last real token of its row: left or right
+                                              padding alike)
+``attn_last_next@llm:K``      (I, N)          the same with layer K+1's norm and q/k
+                                              projections applied to the hidden states
+                                              after layer K (PDrop's ranking)
 ``hidden@llm:K``              (I, N, D)       hidden states after layer K
+``hidden_norm@llm:K``         (I, N, D)       the same through the model's final norm
 ``keys@llm:K``                (I, N, Dk)      layer K's attention keys (heads concatenated)
+``keys_rope@llm:K``           (I, N, Dk)      the same after RoPE, as attention uses them
+``text_hidden@llm:K``         (I, T, D)       ``hidden`` of the instruction tokens
+``text_hidden_norm@llm:K``    (I, T, D)       ``hidden_norm`` of the instruction tokens
+``text_keys_rope@llm:K``      (I, T, Dk)      ``keys_rope`` of the instruction tokens
 ============================  ==============  =======================================
 
 Layer K counts from 1: ``llm:2`` is the state after the first two decoder layers.
@@ -50,9 +68,17 @@ from typing import Callable, Mapping
 import torch
 
 PLAIN_SIGNALS = frozenset(
-    {"visual", "vision_saliency", "vision_features", "vision_keys", "text_embeds", "text_mask", "text_relevance"}
+    {
+        "visual", "entry_visual", "vision_saliency", "vision_features", "vision_keys",
+        "text_embeds", "text_mask", "text_relevance", "clip_relevance",
+    }
 )
-LLM_SIGNALS = frozenset({"attn_rows", "attn_last", "hidden", "keys"})
+LLM_SIGNALS = frozenset(
+    {"attn_rows", "attn_last", "attn_last_next", "hidden", "hidden_norm", "keys", "keys_rope",
+     "text_hidden", "text_hidden_norm", "text_keys_rope"}
+)
+# Signals whose rows are the instruction tokens (padded): they come with ``text_mask``.
+TEXT_ROW_SIGNALS = ("text_embeds", "attn_rows", "text_hidden", "text_hidden_norm", "text_keys_rope")
 _LLM_SIGNAL = re.compile(r"^(\w+)@llm:(\d+)$")
 
 
@@ -88,7 +114,7 @@ class Signals:
     ) -> None:
         for name in needs:
             parse_signal(name)
-        if any(n == "text_embeds" or n.startswith("attn_rows@") for n in needs):
+        if any(parse_signal(n)[0] in TEXT_ROW_SIGNALS for n in needs):
             needs = frozenset(needs) | {"text_mask"}  # the rows those signals are padded to
         self.grid = (int(grid[0]), int(grid[1]))
         self.token_index = token_index

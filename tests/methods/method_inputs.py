@@ -16,7 +16,8 @@ from vtprune.signals import Signals, parse_signal
 
 # Axis of the token dimension of each signal; text-only signals have none.
 TOKEN_AXIS = {"attn_rows": 2}
-TEXT_ONLY = {"text_embeds", "text_mask"}
+TEXT_ONLY = {"text_embeds", "text_mask", "text_hidden", "text_hidden_norm", "text_keys_rope", "entry_visual"}  # not indexed by current tokens
+TEXT_ROWS = ("text_embeds", "attn_rows", "text_hidden", "text_hidden_norm", "text_keys_rope")
 
 
 @dataclass
@@ -66,13 +67,15 @@ class SignalBank:
 
         if base == "text_mask":
             return mask
-        if base in ("visual", "hidden"):
+        if base in ("visual", "hidden", "hidden_norm", "entry_visual"):
             return normal(i, n, self.dim)
-        if base == "text_embeds":
+        if base in ("text_embeds", "text_hidden", "text_hidden_norm"):
             return normal(i, t, self.dim) * mask[..., None]
-        if base in ("vision_keys", "keys", "vision_features"):
+        if base == "text_keys_rope":
+            return normal(i, t, self.key_dim) * mask[..., None]
+        if base in ("vision_keys", "keys", "keys_rope", "vision_features"):
             return normal(i, n, self.key_dim)
-        if base in ("vision_saliency", "attn_last"):
+        if base in ("vision_saliency", "attn_last", "attn_last_next"):
             return torch.softmax(torch.randn(i, n, generator=gen) * 2, dim=-1).to(self.dtype)
         if base == "text_relevance":
             return (torch.rand(i, n, generator=gen) * 2 - 1).to(self.dtype)
@@ -96,7 +99,7 @@ class SignalBank:
         )
         for name, tensor in self.tensors.items():
             part = tensor[index : index + 1]
-            if parse_signal(name)[0] in ("text_embeds", "text_mask", "attn_rows"):
+            if parse_signal(name)[0] in (*TEXT_ROWS, "text_mask"):
                 part = part[:, :length]
             alone.tensors[name] = part
         return alone
@@ -131,7 +134,7 @@ def stage_needs(config: PruneConfig, num_layers: int = 32) -> list[set[str]]:
     result = []
     for stage in method_for_config(config).stages(config, num_layers):
         names = set(stage.needs)
-        if any(parse_signal(x)[0] in ("text_embeds", "attn_rows") for x in names):
+        if any(parse_signal(x)[0] in TEXT_ROWS for x in names):
             names.add("text_mask")
         result.append(names)
     return result
@@ -174,7 +177,7 @@ def run_method(config: PruneConfig, bank: SignalBank, num_layers: int = 32) -> O
 def signals_for(bank: SignalBank, *names: str) -> Signals:
     """Signals over all of ``bank``'s tokens with exactly ``names`` declared."""
     wanted = set(names)
-    if any(parse_signal(x)[0] in ("text_embeds", "attn_rows") for x in wanted):
+    if any(parse_signal(x)[0] in TEXT_ROWS for x in wanted):
         wanted.add("text_mask")
     return Signals.from_tensors(bank.grid, **{name: bank[name] for name in wanted})
 

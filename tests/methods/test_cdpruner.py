@@ -85,3 +85,38 @@ def test_batched_map_is_each_image_alone() -> None:
     batched = greedy_dpp_map(kernel, 10, fallback)
     for i in range(kernel.shape[0]):
         assert torch.equal(greedy_dpp_map(kernel[i : i + 1], 10, fallback[i : i + 1])[0], batched[i])
+
+
+def official_map(features: torch.Tensor, relevance: torch.Tensor, count: int) -> list[int]:
+    """One image, the official ``encode_images`` from the relevance on: cosine kernel of
+    the features, r = (r - min + 1e-6) / (max - min) of the negated cosine, fast greedy MAP."""
+    normed = (features / features.norm(dim=-1, keepdim=True)).float()[None]
+    similarity = normed @ normed.transpose(1, 2)
+    r = (-relevance)[None]
+    r = (r - r.min() + 1e-6) / (r.max() - r.min())
+    kernel = r.unsqueeze(2) * similarity * r.unsqueeze(1)
+    cis = torch.zeros((count, 1, kernel.shape[1]))
+    di2s = torch.diagonal(kernel, dim1=1, dim2=2).clone()
+    chosen = []
+    for i in range(count):
+        j = torch.argmax(di2s, dim=-1)
+        chosen.append(int(j))
+        eis = (kernel[0, j] - torch.einsum("tb,tbn->bn", cis[:i, :, j[0]], cis[:i])) / torch.sqrt(di2s[0, j]).unsqueeze(-1)
+        cis[i] = eis
+        di2s -= torch.square(eis)
+        di2s[0, j] = -float("inf")
+    return chosen
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("budget", [64, 128, 192])
+def test_clip_relevance_matches_the_official_code_at_the_paper_budgets(seed, budget) -> None:
+    """relevance="clip" on hand-built CLIP cosines: the official kept set (features wider
+    than the budget, as LLaVA's 4096, so the kernel's rank is never used up)."""
+    bank = SignalBank(images=2, grid=(24, 24), dim=640, seed=seed)
+    cosine = bank["text_relevance"]  # stands for the CLIP cosine of each patch with the text
+    signals = Signals.from_tensors((24, 24), visual=bank["visual"], clip_relevance=cosine)
+    config = CDPrunerConfig(keep=budget, relevance="clip", text_tower="clip")
+    keep = select_cdpruner(signals, budget, config)
+    for i in range(2):
+        assert sorted(keep[i].tolist()) == sorted(official_map(bank["visual"][i], cosine[i], budget))

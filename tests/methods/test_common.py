@@ -15,6 +15,7 @@ from vtprune.methods.dart import DARTConfig
 from vtprune.methods.divprune import DivPruneConfig
 from vtprune.methods.fastv import FastVConfig
 from vtprune.methods.pdrop import PDropConfig, scaled_layers, solve_ratio, stage_count
+from vtprune.methods.sparsevlm import SparseVLMConfig, schedule
 from vtprune.methods.sppruner import SPprunerConfig
 from vtprune.methods.sts import STSConfig
 from vtprune.methods.visionzip import VisionZipConfig
@@ -43,6 +44,8 @@ CONFIGS = [
     PDropConfig(keep=KEEP, layers=(2, 8, 16)),  # the default layers cannot average 12 of 48 tokens
     PDropConfig(keep=KEEP, ratio=0.5),
     DARTConfig(keep=KEEP),
+    SparseVLMConfig(keep=KEEP),
+    SparseVLMConfig(keep=KEEP, recycle=0.0),
 ]
 
 
@@ -62,6 +65,8 @@ def expected_sizes(config: PruneConfig, n: int) -> list[int]:
         layers = scaled_layers(resolved(config, NUM_LAYERS, n).layers, NUM_LAYERS)
         ratio = config.ratio if config.ratio is not None else solve_ratio(budget, n, layers, NUM_LAYERS)
         return [stage_count(n, ratio, s + 1) for s in range(len(layers))]
+    if isinstance(config, SparseVLMConfig):
+        return schedule(n, budget, 3, config.recycle)
     return [budget]
 
 
@@ -156,7 +161,9 @@ NON_DEFAULT = [
     COASTConfig(keep=100, layer=4, rho=0.6, a_min=0.1, a_max=0.3),
     FastVConfig(keep=0.25, layer=3),
     PDropConfig(keep=128, layers=(2, 8, 16), ratio=0.6),
-    DARTConfig(keep=77, layer=3, pivots=4),
+    DARTConfig(keep=77, layer=3, image_pivots=2, text_pivots=3, hidden="raw"),
+    SparseVLMConfig(keep=128, layers=(2, 6, 12), recycle=0.2, positions="original"),
+    VisionZipConfig(keep=64, merge="mean"),
 ]
 
 
@@ -198,8 +205,13 @@ BAD_VALUES = [
     (PDropConfig, {"layers": (16, 8)}, ValueError, "layers"),
     (PDropConfig, {"layers": (8, 40)}, ValueError, "layers"),
     (PDropConfig, {"layers": "8,16"}, TypeError, "layers"),
-    (DARTConfig, {"pivots": 0}, ValueError, "pivots"),
+    (DARTConfig, {"image_pivots": 0}, ValueError, "image_pivots"),
+    (DARTConfig, {"hidden": "rms"}, ValueError, "hidden"),
     (DivPruneConfig, {"keep": 0}, ValueError, "keep"),
+    (VisionZipConfig, {"merge": "sum"}, ValueError, "merge"),
+    (SparseVLMConfig, {"layers": (3, 7)}, ValueError, "layers"),
+    (SparseVLMConfig, {"layers": (3, 2, 16)}, ValueError, "layers"),
+    (SparseVLMConfig, {"recycle": 1.5}, ValueError, "recycle"),
 ]
 
 

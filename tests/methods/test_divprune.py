@@ -1,5 +1,7 @@
 import math
 
+import pytest
+
 import torch
 
 from vtprune.methods.divprune import DivPruneConfig, select_divprune
@@ -37,3 +39,28 @@ def test_spreads_over_directions() -> None:
     # from it, 205 (105 degrees), then 0 (100 degrees from the nearer of the two).
     assert keep[0].tolist() == [3, 5, 0]
     assert keep[0].tolist() == farthest_point_reference(visual[0], 3)
+
+
+def official_divprune(features: torch.Tensor, count: int) -> list[int]:
+    """One image, as the official ``DivPrune`` loop (vbdi/divprune): cosine distance
+    matrix; first the column whose second-smallest distance (its nearest other token) is
+    largest, then each column maximising its minimum distance to the selected rows."""
+    normed = features / features.norm(dim=1, keepdim=True)
+    distance = 1.0 - normed @ normed.t()
+    chosen = torch.empty(count, dtype=torch.long)
+    for i in range(count):
+        if i == 0:
+            scores = torch.topk(distance, 2, dim=0, largest=False).values[1, :]
+        else:
+            scores = torch.min(torch.index_select(distance, 0, chosen[:i]), dim=0).values
+        chosen[i] = torch.argmax(scores)
+    return chosen.tolist()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("budget", [64, 128, 192])
+def test_matches_the_official_loop_at_the_paper_budgets(seed, budget) -> None:
+    bank = SignalBank(images=2, grid=(24, 24), dim=32, seed=seed)
+    keep = select_divprune(signals_for(bank, "visual"), budget, DivPruneConfig(keep=budget))
+    for i in range(2):
+        assert keep[i].tolist() == official_divprune(bank["visual"][i], budget)

@@ -15,7 +15,7 @@ def test_stage_layers_scale_with_the_model_depth() -> None:
     assert scaled_layers((8, 16, 24), 2) == (1,)  # collapsed stages merge
     stages = get_method("pdrop").stages(PDropConfig(), 28)
     assert [s.where for s in stages] == ["llm:7", "llm:14", "llm:21"]
-    assert stages[1].needs == {"attn_last@llm:14"}
+    assert stages[1].needs == {"attn_last_next@llm:14"}
 
 
 def test_fixed_ratio_halves_the_tokens_at_each_stage() -> None:
@@ -92,6 +92,56 @@ def test_each_stage_ranks_by_its_own_layer_attention() -> None:
     for i in range(2):
         alive = torch.arange(24)
         for layer, count in zip((8, 16, 24), (12, 6, 3), strict=True):
-            attention = bank[f"attn_last@llm:{layer}"][i, alive]
+            attention = bank[f"attn_last_next@llm:{layer}"][i, alive]
             alive = alive[attention.topk(count).indices].sort().values
         assert torch.equal(outcome.keep[i], alive)
+
+
+def test_count_budget_on_a_fixed_grid_family_is_decided_at_prune() -> None:
+    """LLaVA-1.5's image size is known from its config: an int keep chooses earlier layers
+    (layers=None) or is refused at prune() (explicit layers), before the model is touched."""
+    import vtprune
+    from vtprune.testing import tiny_llava
+
+    model = tiny_llava(layers=10)
+    n = vtprune.api.adapter_for(model).image_tokens
+    config = vtprune.validate(model, "pdrop", keep=n // 9)
+    assert config.layers != (8, 16, 24)
+    with pytest.raises(ValueError, match="cannot be met with layers"):
+        vtprune.validate(model, "pdrop", keep=n // 9, layers=(8, 16, 24))
+    assert vtprune.active_handle(model) is None
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "llava_next"])
+def test_count_budget_on_a_dynamic_family_is_decided_per_image(family) -> None:
+    """Image-dependent token counts: layers=None keeps the paper's layers with an int
+    keep (the share is unknown at prune()), and an image whose budget they cannot meet
+    is an error at its first forward naming keep and the smallest count that works;
+    that count then runs."""
+    import re
+
+    import vtprune
+    from helpers import FAMILIES, image_token_counts
+    from vtprune.testing import make_batch
+
+    spec = next(f for f in FAMILIES if f.name == family)
+    model = spec.build(layers=10)
+    batch = make_batch(model, [[3, spec.image(1), 4]])
+    assert vtprune.validate(model, "pdrop", keep=2).layers == (8, 16, 24)
+    handle = vtprune.prune(model, "pdrop", keep=2)
+    with pytest.raises(ValueError, match=r"keep=2 \(tokens averaged over 10 layers\) cannot be met") as error:
+        with torch.no_grad():
+            model(**batch)
+    message = str(error.value)
+    if family == "qwen2_vl":  # one grid per image: the smallest count for the image
+        smallest = int(re.search(r"smallest keep that works for this image is (\d+)", message).group(1))
+    else:  # base grid and tiles share the image's budget
+        found = re.search(r"share of at least (\d+).*about \d+ \* \(image tokens\) / (\d+)", message)
+        total = sum(image_token_counts(model, batch, 0))
+        smallest = -(-int(found.group(1)) * total // int(found.group(2))) + 1  # rounding of the split: one more
+    handle.remove()
+    handle = vtprune.prune(model, "pdrop", keep=smallest)
+    with torch.no_grad():
+        model(**batch)
+    assert handle.stats is not None
+    handle.remove()

@@ -12,6 +12,7 @@ from . import (  # noqa: F401  - registration side effects
     fastv,
     pdrop,
     random,
+    sparsevlm,
     sppruner,
     sts,
     uniform,

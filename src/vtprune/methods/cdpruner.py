@@ -12,14 +12,30 @@ of Chen et al. (NeurIPS 2018), batched over images: each step adds the token wit
 largest remaining conditional gain d_j^2 = L_jj - |c_j|^2 and updates every gain with
 one (I, N) operation.
 
-As in the official code: cosine similarity in float32, relevance min-max normalised
-per image to (0, 1] (the official code adds 1e-6 so no token's relevance is exactly
-0), and optionally sharpened as exp(theta / (2 (1 - theta)) r) for theta < 1 (the
-official code leaves this off, i.e. theta = 1). Differences: the official LLaVA code
-takes r from the CLIP image and text embeddings and negates it (a CLIP quirk its
-authors report); here r is the cosine of each token's LLM-input feature with the mean
-of the instruction's input embeddings, with no negation. Once the kernel's rank is
-used up (no token adds determinant) the remaining slots go to the most relevant tokens.
+As in the official code: cosine similarity in float32, and optionally sharpened
+relevance exp(theta / (2 (1 - theta)) r) for theta < 1 (the official code leaves this
+off, i.e. theta = 1). Once the kernel's rank is used up (no token adds determinant)
+the remaining slots go to the most relevant tokens (the official code would keep
+adding tokens of zero gain in index order).
+
+Relevance, two ways:
+
+* ``relevance="clip"`` (the official LLaVA computation, ``llava_arch.py`` and
+  ``clip_encoder.py``; needs ``text_tower``, LLaVA-1.5 only): the patches of the vision
+  layer LLaVA reads (``mm_vision_select_layer``, -2) through the tower's post layer
+  norm and CLIP's visual projection, cosine with the CLIP text embedding of the
+  instruction, *negated* (a CLIP quirk its authors report), then
+  ``(r - min + 1e-6) / (max - min)``. Differences: min and max are taken per image (the
+  official code takes them over the whole batch, so a batch would select differently
+  from its images alone); the instruction is encoded as one CLIP text of at most 77
+  tokens (the official code cuts longer texts into 77-token segments, zero-padded, and
+  averages the cosine over them).
+* ``relevance="llm"`` (where no text tower is given): the cosine of each token's
+  LLM-input feature with the mean of the instruction's input embeddings, not negated,
+  min-max normalised per image to (0, 1] (scaled by 1 - 1e-6, plus 1e-6).
+
+``relevance="auto"`` (the default) is "clip" when ``text_tower`` is given, else "llm".
+Given the same relevance, the kept sets are the official ones.
 """
 
 from __future__ import annotations
@@ -29,10 +45,12 @@ from dataclasses import dataclass
 import torch
 
 from ..config import PruneConfig, help_field
-from ..registry import register
+from ..registry import Stage, register
 from ..signals import Signals
 from .scoring import cosine_matrix, keep_all, minmax, signal_prompt_relevance
-from .validation import require_real
+from .validation import require_choice, require_real
+
+RELEVANCE_MODES = ("auto", "clip", "llm")
 
 # A conditional gain below this share of the kernel's largest diagonal is float32
 # round-off of a zero gain: the kernel's rank is spent and no token adds volume.
@@ -50,9 +68,34 @@ class CDPrunerConfig(PruneConfig):
         "theta < 1 uses exp(theta / (2 (1 - theta)) * r), which weighs relevance more as theta grows.",
     )
 
+    relevance: str = help_field(
+        "auto",
+        "Instruction relevance r: 'clip' (the official: CLIP patch embeddings of the vision layer LLaVA "
+        "reads against the CLIP text embedding, negated; needs text_tower), 'llm' (cosine with the mean "
+        "instruction embedding in the language model's input space), or 'auto' (clip with a text_tower, "
+        "else llm).",
+    )
+    text_tower: str | None = help_field(
+        None,
+        "CLIP checkpoint (model id or path) matching the vision tower, e.g. "
+        "'openai/clip-vit-large-patch14-336' for LLaVA-1.5; loaded with from_pretrained at prune().",
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.theta = require_real("theta", self.theta, low=0.0, high=1.0, low_open=True)
+        self.relevance = require_choice("relevance", self.relevance, RELEVANCE_MODES)
+        if self.text_tower is not None and (not isinstance(self.text_tower, str) or not self.text_tower.strip()):
+            raise TypeError(f"text_tower must be None or a non-empty model id or path; got {self.text_tower!r}")
+        if self.relevance == "clip" and self.text_tower is None:
+            raise ValueError("relevance='clip' needs text_tower=<CLIP checkpoint matching the vision tower>")
+
+    @property
+    def relevance_source(self) -> str:
+        """'clip' or 'llm': where r comes from."""
+        if self.relevance == "auto":
+            return "clip" if self.text_tower is not None else "llm"
+        return self.relevance
 
 
 def relevance_weights(relevance: torch.Tensor, theta: float) -> torch.Tensor:
@@ -61,6 +104,15 @@ def relevance_weights(relevance: torch.Tensor, theta: float) -> torch.Tensor:
     if theta < 1.0:
         weights = torch.exp(theta / (2.0 * (1.0 - theta)) * weights)
     return weights
+
+
+def official_clip_weights(cosine: torch.Tensor) -> torch.Tensor:
+    """(I, N) the official CLIP relevance: negated cosine, ``(r - min + 1e-6) / (max - min)``
+    per image (the official code's min and max are over the batch)."""
+    relevance = -cosine.float()
+    low = relevance.amin(dim=-1, keepdim=True)
+    span = (relevance.amax(dim=-1, keepdim=True) - low).clamp(min=1e-12)
+    return (relevance - low + 1e-6) / span
 
 
 def conditional_kernel(similarity: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -98,16 +150,30 @@ def greedy_dpp_map(kernel: torch.Tensor, count: int, fallback: torch.Tensor) -> 
     return torch.stack(picks, dim=1)
 
 
-@register(
-    CDPrunerConfig,
-    paper="CDPruner: Maximizing Conditional Diversity for Token Pruning (arXiv 2506.10967, NeurIPS 2025)",
-    summary="greedy MAP of a DPP with kernel diag(r) S diag(r): feature similarity weighted by instruction relevance",
-    needs=frozenset({"visual", "text_embeds"}),
-)
 def select_cdpruner(signals: Signals, budget: int, config: CDPrunerConfig) -> torch.Tensor:
     n = signals.num_tokens
     if budget >= n:
         return keep_all(signals)
-    relevance = signal_prompt_relevance(signals)
-    kernel = conditional_kernel(cosine_matrix(signals.visual), relevance_weights(relevance, config.theta))
-    return greedy_dpp_map(kernel, budget, relevance)
+    if config.relevance_source == "clip":
+        weights = official_clip_weights(signals["clip_relevance"])
+        if config.theta < 1.0:
+            weights = torch.exp(config.theta / (2.0 * (1.0 - config.theta)) * weights)
+        fallback = weights
+    else:
+        fallback = signal_prompt_relevance(signals)
+        weights = relevance_weights(fallback, config.theta)
+    kernel = conditional_kernel(cosine_matrix(signals.visual), weights)
+    return greedy_dpp_map(kernel, budget, fallback)
+
+
+def cdpruner_stages(config: CDPrunerConfig, num_layers: int) -> list[Stage]:
+    needs = {"visual", "clip_relevance"} if config.relevance_source == "clip" else {"visual", "text_embeds"}
+    return [Stage("pre_llm", select_cdpruner, frozenset(needs))]
+
+
+register(
+    CDPrunerConfig,
+    paper="CDPruner: Maximizing Conditional Diversity for Token Pruning (arXiv 2506.10967, NeurIPS 2025)",
+    summary="greedy MAP of a DPP with kernel diag(r) S diag(r): feature similarity weighted by instruction relevance",
+    stages=cdpruner_stages,
+)(select_cdpruner)

@@ -6,13 +6,16 @@ arXiv 2412.04467 (CVPR 2025; official code: github.com/dvlab-research/VisionZip)
 VisionZip keeps the *dominant* tokens, those the vision CLS token attends to most in
 the vision layer the LLM reads, and folds the rest into a few *contextual* tokens:
 uniformly strided targets among the remaining tokens, each absorbing the remaining
-tokens whose attention keys are most similar to it, as the plain mean of the group.
-The split is 54 + 10 tokens at 64, 108 + 20 at 128 and 162 + 30 at 192, i.e.
-contextual = round(B * 10 / 64).
+tokens whose attention keys are most similar to it. The split is 54 + 10 tokens at
+64, 108 + 20 at 128 and 162 + 30 at 192, i.e. contextual = round(B * 10 / 64).
 
-As in the official code: dominant by CLS attention (heads summed or averaged rank the
-same), targets every ``(N - dominant) // contextual``-th remaining token in raster
-order, assignment by the cosine of the keys, group mean counting the target once.
+As in the official code (``visionzip/clip_encoder.py``): dominant by CLS attention
+(heads summed or averaged rank the same), targets every ``(N - dominant) //
+contextual``-th remaining token in raster order, assignment by the cosine of the keys,
+and each contextual token is ``target + mean(assigned)`` (the target itself when
+nothing is assigned to it: the official ``counts.clamp(min=1)``). ``merge="mean"``
+takes the plain group mean ``(target + sum(assigned)) / (1 + n)`` instead, which keeps
+the contextual token on the scale of the others. Kept sets are the same in both.
 Differences: the official LLaVA code counts the CLS token among the dominant tokens
 (the LLM then sees it); a stage here keeps image tokens only, so all dominant slots go
 to patches. The official code merges vision features before the projector; here the
@@ -32,7 +35,9 @@ from ..config import PruneConfig, help_field
 from ..registry import Selection, register
 from ..signals import Signals
 from .scoring import gather_rows, keep_all, round_half_up, unit_rows
-from .validation import require_fraction
+from .validation import require_choice, require_fraction
+
+MERGE_MODES = ("official", "mean")
 
 
 @dataclass
@@ -46,9 +51,16 @@ class VisionZipConfig(PruneConfig):
         "(the paper's 10 of 64, 20 of 128, 30 of 192). In [0, 1].",
     )
 
+    merge: str = help_field(
+        "official",
+        "Contextual token features: 'official' (target + mean of the tokens assigned to it, as the "
+        "official code) or 'mean' (the mean of the target and its assigned tokens).",
+    )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         self.contextual_ratio = require_fraction("contextual_ratio", self.contextual_ratio)
+        self.merge = require_choice("merge", self.merge, MERGE_MODES)
 
 
 def split_budget(budget: int, contextual_ratio: float) -> tuple[int, int]:
@@ -58,13 +70,14 @@ def split_budget(budget: int, contextual_ratio: float) -> tuple[int, int]:
 
 
 def merge_contextual(
-    remaining: torch.Tensor, keys: torch.Tensor, features: torch.Tensor, contextual: int
+    remaining: torch.Tensor, keys: torch.Tensor, features: torch.Tensor, contextual: int, merge: str = "official"
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fold the ``remaining`` tokens (I, R), in raster order, into ``contextual`` targets.
 
-    Returns the targets' indices (I, C), their merged features (I, C, D) (each the mean
-    of the target and the remaining tokens whose keys are closest to it), and for each
-    remaining token the target (0..C-1) it went into (I, R).
+    Returns the targets' indices (I, C), their merged features (I, C, D) (``"official"``:
+    the target plus the mean of the remaining tokens whose keys are closest to it;
+    ``"mean"``: the mean of the target and those tokens), and for each remaining token
+    the target (0..C-1) it went into (I, R).
     """
     count = remaining.shape[1]
     step = max(1, count // contextual)
@@ -78,12 +91,17 @@ def merge_contextual(
     similarity = gather_rows(unit, others) @ gather_rows(unit, targets).transpose(1, 2)  # (I, R - C, C)
     chosen = similarity.argmax(dim=-1)  # (I, R - C)
     assignment = F.one_hot(chosen, contextual).float()
-    sums = assignment.transpose(1, 2) @ gather_rows(features, others) + gather_rows(features, targets)
-    counts = 1.0 + assignment.sum(dim=1)
+    assigned = assignment.transpose(1, 2) @ gather_rows(features, others)  # (I, C, D) sums
+    counts = assignment.sum(dim=1)[..., None]  # (I, C, 1)
+    target_features = gather_rows(features, targets)
+    if merge == "official":
+        merged = target_features + assigned / counts.clamp(min=1.0)
+    else:
+        merged = (target_features + assigned) / (1.0 + counts)
     owner = torch.empty(remaining.shape, dtype=torch.long, device=remaining.device)
     owner[:, target_slots] = torch.arange(contextual, device=remaining.device)
     owner[:, ~is_target] = chosen
-    return targets, sums / counts[..., None], owner
+    return targets, merged, owner
 
 
 @register(
@@ -108,7 +126,9 @@ def select_visionzip(signals: Signals, budget: int, config: VisionZipConfig) -> 
 
     visual = signals.visual
     features = visual.float()
-    targets, merged, owner_of_remaining = merge_contextual(remaining, signals["vision_keys"], features, contextual)
+    targets, merged, owner_of_remaining = merge_contextual(
+        remaining, signals["vision_keys"], features, contextual, config.merge
+    )
     keep = torch.cat((dominant, targets), dim=1)
     kept_features = torch.cat((gather_rows(features, dominant), merged), dim=1)
     # Which column of ``keep`` each token went into: dominant tokens their own column,

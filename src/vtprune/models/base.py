@@ -14,7 +14,7 @@ from typing import Any, Callable, ClassVar
 import torch
 from torch import nn
 
-from ..runtime.attention_rows import AttentionParts, attention_rows
+from ..runtime.attention_rows import AttentionParts, attention_rows, keys_for, rotated_keys
 from ..runtime.compaction import Compaction
 from ..runtime.layout import ImageGroup, ImageLayout
 from ..runtime.level import Level
@@ -58,7 +58,11 @@ class ModelAdapter:
     position_rows: ClassVar[int] = 1  # 1: (B, L) RoPE ids; 3: (3, B, L) M-RoPE ids
     records_encoder: ClassVar[bool] = False  # record the arguments of core.get_image_features
     signals: ClassVar[frozenset[str]] = frozenset(
-        {"visual", "text_embeds", "text_mask", "text_relevance", "attn_rows", "attn_last", "hidden", "keys"}
+        {
+            "visual", "entry_visual", "text_embeds", "text_mask", "text_relevance",
+            "attn_rows", "attn_last", "attn_last_next", "hidden", "hidden_norm", "keys", "keys_rope",
+            "text_hidden", "text_hidden_norm", "text_keys_rope",
+        }
     )
 
     def __init__(self, model: nn.Module) -> None:
@@ -94,7 +98,11 @@ class ModelAdapter:
 
     def captures_vision(self, needs: set[str]) -> bool:
         """Whether signals in ``needs`` are computed from inside the vision tower."""
-        return bool(needs & VISION_SIGNALS) or ("text_relevance" in needs and self.text_tower is not None)
+        return (
+            bool(needs & VISION_SIGNALS)
+            or "clip_relevance" in needs
+            or ("text_relevance" in needs and self.text_tower is not None)
+        )
 
     def match_vision_call(self, forward: Forward, layout: ImageLayout) -> VisionCall | None:
         """The recorded vision call that produced this forward's images (the latest one
@@ -211,7 +219,13 @@ class ModelAdapter:
             num_kv_heads=attn.k_proj.out_features // head_dim,
             head_dim=head_dim,
             scaling=float(attn.scaling),
+            k_proj=attn.k_proj,
         )
+
+    @property
+    def final_norm(self) -> nn.Module:
+        """The language model's norm after its last decoder layer."""
+        return self.language_model.norm
 
     def rope_tables(self, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The decoder layers' (cos, sin) as their attention applies them, (B, L, head_dim)."""
@@ -229,11 +243,18 @@ class ModelAdapter:
             return self._llm_signal(base, layer, level, group)
         if name == "visual":
             return _rows(level.embeds, group.positions)
+        if name == "entry_visual":
+            entry = level.entry if level.entry is not None else level
+            return _rows(entry.embeds, entry.layout.image_positions(list(group.images)))
         if name in ("text_embeds", "text_mask"):
             embeds, mask = self._instruction(level, group)[1:]
             return embeds if name == "text_embeds" else mask
         if name == "text_relevance":
             return self._text_relevance(level, group)
+        if name == "clip_relevance":
+            if self.text_tower is None:
+                raise RuntimeError("signal 'clip_relevance' needs a CLIP text tower (text_tower=...)")
+            return self._clip_relevance(level, group, select_layer=True)
         if name in VISION_SIGNALS:
             if level.vision is None:
                 raise RuntimeError(
@@ -255,19 +276,49 @@ class ModelAdapter:
             return _rows(capture.hidden_out, group.positions)
         if base == "keys":
             return _rows(capture.keys, group.positions)
+        if base in ("keys_rope", "text_keys_rope", "hidden_norm", "text_hidden_norm", "text_hidden"):
+            whole = capture.hidden_out if base == "text_hidden" else self._derived(base.removeprefix("text_"), capture)
+            if base.startswith("text_"):
+                order, _, mask = self._instruction(level, group)
+                sample = torch.div(group.positions[:, 0], level.image.shape[1], rounding_mode="floor")
+                rows = _rows(whole, order + (sample * level.image.shape[1])[:, None])
+                return rows * mask[..., None].to(rows.dtype)
+            return _rows(whole, group.positions)
         samples = torch.div(group.positions[:, 0], level.image.shape[1], rounding_mode="floor")
         columns = group.positions - samples[:, None] * level.image.shape[1]
         parts = self.attention_parts(capture.layer)
         rope = self.rope_tables(*capture.position_embeddings)
-        if base == "attn_last":
-            # The prompt's last token: left padding puts it at the end of every row.
-            last = torch.full_like(samples, level.image.shape[1] - 1)[:, None]
-            rows = attention_rows(parts, capture, rope, samples, last, level.attention_mask)
+        if base in ("attn_last", "attn_last_next"):
+            last = last_real_column(level.attention_mask, samples, level.image.shape[1])[:, None]
+            if base == "attn_last":
+                rows = attention_rows(parts, capture, rope, samples, last, level.attention_mask)
+            else:
+                # The next layer's norm and q/k on this layer's output, at this layer's positions.
+                parts = self.attention_parts(self.decoder_layers[layer])
+                hidden = capture.hidden_out
+                if "next_keys" not in capture.derived:
+                    capture.derived["next_keys"] = keys_for(parts, hidden)
+                rows = attention_rows(
+                    parts, capture, rope, samples, last, level.attention_mask,
+                    hidden=hidden, keys=capture.derived["next_keys"],
+                )
             return rows[:, 0].gather(1, columns)
         queries, _, mask = self._instruction(level, group)
         rows = attention_rows(parts, capture, rope, samples, queries, level.attention_mask)
         picked = rows.gather(2, columns[:, None, :].expand(-1, queries.shape[1], -1))
         return picked * mask[..., None]
+
+    def _derived(self, name: str, capture) -> torch.Tensor:
+        """Whole-batch tensors of the captured layer, computed once per stage: keys after
+        RoPE (``keys_rope``), output hidden states through the final norm (``hidden_norm``)."""
+        if name not in capture.derived:
+            if name == "keys_rope":
+                parts = self.attention_parts(capture.layer)
+                rope = self.rope_tables(*capture.position_embeddings)
+                capture.derived[name] = rotated_keys(capture.keys, rope, parts.num_kv_heads, parts.head_dim)
+            else:
+                capture.derived[name] = self.final_norm(capture.hidden_out)
+        return capture.derived[name]
 
     def _instruction(self, level: Level, group: ImageGroup) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Positions (I, T), embeddings (I, T, D) and mask (I, T) of each image's
@@ -305,7 +356,7 @@ class ModelAdapter:
             "leave text_tower unset"
         )
 
-    def _clip_relevance(self, level: Level, group: ImageGroup) -> torch.Tensor:  # pragma: no cover - abstract
+    def _clip_relevance(self, level: Level, group: ImageGroup, select_layer: bool = False) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def _instruction_ids(self, level: Level, group: ImageGroup) -> list[list[int]]:
@@ -328,6 +379,15 @@ class ModelAdapter:
         query = text.sum(1) / mask.sum(1, keepdim=True).clamp(min=1).to(text.dtype)
         visual = _rows(level.embeds, group.positions)
         return torch.nn.functional.cosine_similarity(visual.float(), query.float()[:, None, :], dim=-1)
+
+
+def last_real_column(mask: torch.Tensor | None, samples: torch.Tensor, length: int) -> torch.Tensor:
+    """(I,) column of the last real token of each row in ``samples`` (the prompt's last
+    token): found from the attention mask, so left and right padding give the same token."""
+    if mask is None:
+        return torch.full_like(samples, length - 1)
+    column = torch.arange(length, device=mask.device)
+    return torch.where(mask[samples].bool(), column, -1).amax(dim=-1)
 
 
 def _masks_per_layer() -> bool:

@@ -22,7 +22,7 @@ class LlavaAdapter(ModelAdapter):
     family = "llava"
     model_classes = ("LlavaForConditionalGeneration", "LlavaModel")
     position_rows = 1
-    signals = ModelAdapter.signals | vit_tiles.TILE_SIGNALS
+    signals = ModelAdapter.signals | vit_tiles.TILE_SIGNALS | {"clip_relevance"}
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
@@ -54,14 +54,16 @@ class LlavaAdapter(ModelAdapter):
     def check_text_tower(self) -> None:
         """CLIP towers have a text counterpart: nothing to refuse."""
 
-    def _clip_relevance(self, level, group) -> torch.Tensor:
-        """Cosine, in CLIP space, between each patch of the vision tower's final layer
-        (post layer norm, projected) and the CLIP text embedding of the instruction."""
+    def _clip_relevance(self, level, group, select_layer: bool = False) -> torch.Tensor:
+        """Cosine, in CLIP space, between each patch (post layer norm, projected) and the
+        CLIP text embedding of the instruction: patches of the vision tower's final layer
+        (``text_relevance``), or of the layer LLaVA reads (``clip_relevance``, CDPruner's)."""
         call, tower = level.vision, self.text_tower
-        if "clip_image" not in call.cache:
+        key, source = ("clip_image_select", "layer_out") if select_layer else ("clip_image", "last_out")
+        if key not in call.cache:
             post_ln = vit_tiles.post_layernorm(self.core.vision_tower)
-            call.cache["clip_image"] = tower.image_embeddings(post_ln(call.captures["last_out"][:, 1:]))
-        patches = call.cache["clip_image"][list(group.images)]
+            call.cache[key] = tower.image_embeddings(post_ln(call.captures[source][:, 1:]))
+        patches = call.cache[key][list(group.images)]
         patches = patches.gather(1, group.token_index[..., None].expand(-1, -1, patches.shape[-1]))
         text = tower.text_embeddings(self._instruction_ids(level, group)).to(patches.device)
         return (patches * text[:, None, :]).sum(-1)

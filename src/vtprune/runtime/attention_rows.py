@@ -30,6 +30,7 @@ class AttentionParts:
     num_kv_heads: int
     head_dim: int
     scaling: float
+    k_proj: nn.Module | None = None  # needed only to project keys afresh (``keys_for``)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -42,6 +43,26 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotate_half(x) * sin
 
 
+def rotated_keys(
+    keys: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], num_kv_heads: int, head_dim: int
+) -> torch.Tensor:
+    """(B, L, H_kv * d) keys before RoPE -> the same after RoPE, as the layer's attention
+    rotates them (float32, heads still concatenated)."""
+    cos, sin = rope
+    batch, length = keys.shape[:2]
+    k = keys.view(batch, length, num_kv_heads, head_dim).float()
+    k = apply_rope(k, cos.float()[:, :, None], sin.float()[:, :, None])
+    return k.reshape(batch, length, num_kv_heads * head_dim)
+
+
+def keys_for(parts: AttentionParts, hidden: torch.Tensor) -> torch.Tensor:
+    """(B, L, H_kv * d) pre-RoPE keys a layer would compute from ``hidden`` (its input norm
+    and ``k_proj``), for scoring with a layer that has not run yet."""
+    if parts.k_proj is None:
+        raise RuntimeError("these attention parts carry no k_proj")
+    return parts.k_proj(parts.norm(hidden))
+
+
 def attention_rows(
     parts: AttentionParts,
     capture: LayerCapture,
@@ -49,6 +70,9 @@ def attention_rows(
     samples: torch.Tensor,
     queries: torch.Tensor,
     key_mask: torch.Tensor | None,
+    *,
+    hidden: torch.Tensor | None = None,
+    keys: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Head-averaged attention probabilities of the given query rows over all keys.
 
@@ -56,9 +80,14 @@ def attention_rows(
     samples:  (I,) batch row of each requested set of rows
     queries:  (I, Q) sequence positions of the query tokens in that row
     key_mask: (B, L) real tokens (``None``: all real)
+    hidden:   the (B, L, D) states the queries are projected from (default: the captured
+              layer's input); keys: their (B, L, H_kv * d) pre-RoPE keys (default: the
+              captured layer's ``k_proj`` output). Both are given to score with another
+              layer's projections (PDrop scores with the next layer's).
     returns:  (I, Q, L) float32; row q of image i sums to 1 over the keys it may see
     """
-    hidden = capture.hidden_in
+    hidden = capture.hidden_in if hidden is None else hidden
+    keys = capture.keys if keys is None else keys
     cos, sin = rope
     if cos.dim() != 3:
         raise RuntimeError(f"expected (batch, tokens, head_dim) RoPE tables, got {tuple(cos.shape)}")
@@ -75,7 +104,7 @@ def attention_rows(
     q = apply_rope(q, q_cos, q_sin)
 
     # Keys: the layer's own k_proj output, rotated like the layer rotates them.
-    k = capture.keys[samples].view(num_images, length, parts.num_kv_heads, parts.head_dim)
+    k = keys[samples].view(num_images, length, parts.num_kv_heads, parts.head_dim)
     k = k.permute(0, 2, 1, 3).float()  # (I, H_kv, L, d)
     k = apply_rope(k, cos[samples].float()[:, None], sin[samples].float()[:, None])
 

@@ -11,6 +11,13 @@ Hooks on the language model's own decoder layers (no copy of its forward loop):
 The KV cache therefore holds the full sequence in layers 1..K and the pruned one
 afterwards. At each decoding step the layers after K get a mask sized to their own,
 shorter, cache; the new tokens' positions are the same in every layer.
+
+With ``positions="compact"`` on 1-D RoPE models, a stage also renumbers the tokens it
+keeps (consecutive ids from each row's first real token, as PyramidDrop's and
+SparseVLM's code do after each drop), so every segment of layers sees its own sequence
+numbered without gaps, and a decoding step's tokens get, in the layers after a stage,
+the ids that continue that stage's numbering. M-RoPE models keep their original ids
+inside the language model (their 3-D ids cannot be renumbered per layer).
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ class StagePrefix:
     start: int
     mask: torch.Tensor | None  # (B, length); None: all real
     length: int
+    shift: torch.Tensor | None = None  # (B,) positions="compact": input id minus this stage's id
 
 
 @dataclass
@@ -77,7 +85,7 @@ class DecodePass:
     prefixes: list[StagePrefix]
     tail: torch.Tensor | None  # (B, new) mask of everything after the cached prompt
     new: int  # slots after the cached prompt, this forward's tokens included
-    masks: dict[int, Any] = field(default_factory=dict)
+    masks: dict[Any, Any] = field(default_factory=dict)  # per stage: its mask, its renumbered ids
 
 
 class LayerStages:
@@ -164,17 +172,30 @@ class LayerStages:
             cos, sin = capture.position_embeddings
             positions = kwargs.get("position_ids")
             cache = cache_in(kwargs)
+            new_positions = None if positions is None else compaction.gather(
+                positions.expand(*positions.shape[:-2], new_hidden.shape[0], -1), seq_dim=-1
+            )
+            # (B, L, d), or (3, B, L, d) for M-RoPE in some releases: tokens are dim -2.
+            tables = (compaction.gather(cos, seq_dim=-2), compaction.gather(sin, seq_dim=-2))
+            shift = None
+            if self._renumbers(new_positions):
+                real = compaction.valid if mask is None else mask.bool()
+                before = positions.expand(new_hidden.shape[0], -1)
+                before_mask = compaction.valid.new_ones(before.shape) if level.attention_mask is None else level.attention_mask.bool()
+                renumbered = _consecutive(new_positions, real)
+                step = _next_id(before, before_mask) - _next_id(renumbered, real)
+                previous = self.prefixes[-1].shift if self.prefixes and self.prefixes[-1].shift is not None else 0
+                shift = step + previous
+                new_positions = renumbered
+                tables = self.adapter.language_model.rotary_emb(new_hidden, new_positions)
             prefill.overrides = {
                 "attention_mask": self._causal_mask(new_hidden, mask, cache, k),
-                # (B, L, d), or (3, B, L, d) for M-RoPE in some releases: tokens are dim -2.
-                "position_embeddings": (compaction.gather(cos, seq_dim=-2), compaction.gather(sin, seq_dim=-2)),
-                "position_ids": None if positions is None else compaction.gather(
-                    positions.expand(*positions.shape[:-2], new_hidden.shape[0], -1), seq_dim=-1
-                ),
+                "position_embeddings": tables,
+                "position_ids": new_positions,
             }
             prefill.level = level.compact(compaction, counts, mask)
             prefill.results.append(StageResult(k, groups, counts))
-            self.prefixes.append(StagePrefix(k, mask, compaction.length))
+            self.prefixes.append(StagePrefix(k, mask, compaction.length, shift))
             return (new_hidden, *output[1:]) if isinstance(output, tuple) else new_hidden
 
         return run
@@ -188,10 +209,31 @@ class LayerStages:
                 hidden = args[0] if args else kwargs["hidden_states"]
                 prefix = self._prefix_for(index)
                 if prefix is not None:
-                    return args, {**kwargs, "attention_mask": self._decode_mask(prefix, hidden, kwargs)}
+                    changed = {"attention_mask": self._decode_mask(prefix, hidden, kwargs)}
+                    if prefix.shift is not None and kwargs.get("position_ids") is not None:
+                        changed.update(self._decode_positions(prefix, hidden, kwargs["position_ids"]))
+                    return args, {**kwargs, **changed}
             return None
 
         return override
+
+    def _renumbers(self, positions: torch.Tensor | None) -> bool:
+        """Whether stages renumber the kept tokens (``positions="compact"``, 1-D RoPE)."""
+        return (
+            self.config.positions == "compact"
+            and positions is not None
+            and positions.dim() == 2
+            and self.adapter.position_rows == 1
+        )
+
+    def _decode_positions(self, prefix: StagePrefix, hidden: torch.Tensor, positions: torch.Tensor) -> dict:
+        """A decoding step's ids and RoPE tables in the layers of a renumbering stage."""
+        key = ("positions", prefix.start)
+        if key not in self.decode.masks:
+            shifted = positions.expand(hidden.shape[0], -1) - prefix.shift[:, None]
+            tables = self.adapter.language_model.rotary_emb(hidden, shifted)
+            self.decode.masks[key] = {"position_ids": shifted, "position_embeddings": tables}
+        return self.decode.masks[key]
 
     def _prefix_for(self, index: int) -> StagePrefix | None:
         prefixes = self.decode.prefixes
@@ -222,3 +264,16 @@ class LayerStages:
             position_ids=None,
             layer_idx=layer if cache is not None else None,
         )
+
+
+def _consecutive(positions: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """(B, L) ids renumbered consecutively over each row's real tokens, from the row's
+    first real id (padding keeps its id)."""
+    rank = real.long().cumsum(-1) - 1
+    first = positions.gather(-1, real.long().argmax(-1, keepdim=True))
+    return torch.where(real, first + rank, positions)
+
+
+def _next_id(positions: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """(B,) the id after each row's last real token."""
+    return positions.masked_fill(~real, -1).amax(-1) + 1

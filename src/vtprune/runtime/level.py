@@ -28,6 +28,7 @@ class LayerCapture:
     position_embeddings: tuple[torch.Tensor, torch.Tensor]  # (cos, sin), each (B, L, head_dim)
     keys: torch.Tensor | None = None  # (B, L, H_kv * head_dim) k_proj output, before RoPE
     hidden_out: torch.Tensor | None = None  # (B, L, D) the layer's output
+    derived: dict = field(default_factory=dict)  # whole-batch tensors signals derive from it (cached)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Level:
     row_ends: torch.Tensor | None = None  # see ImageLayout.row_ends
     capture: LayerCapture | None = None
     vision: "VisionCall | None" = None  # the vision tower's run that produced the images
+    entry: "Level | None" = None  # the level at the language model's input (None: this one)
     _cache: dict = field(default_factory=dict)
 
     @classmethod
@@ -130,7 +132,8 @@ class Level:
         """The next level: these tokens after ``compaction``, with ``counts`` per image.
 
         ``input_embeds``: the compacted sequence becomes the language model's input
-        (pruning before the LLM), so positions there are counted afresh.
+        (pruning before the LLM), so positions there are counted afresh and the new level
+        is its own ``entry``; otherwise the entry level is passed on.
         """
         origin = compaction.gather(self.origin, -1)
         if input_embeds is not None:
@@ -149,4 +152,5 @@ class Level:
             self.budgets,
             None if self.row_ends is None else compaction.gather(self.row_ends, -1).masked_fill(~compaction.valid, -1),
             vision=self.vision,
+            entry=None if input_embeds is not None else (self.entry if self.entry is not None else self),
         )

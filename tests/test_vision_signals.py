@@ -30,7 +30,8 @@ def test_llava_signals_equal_eager_attention_and_hidden_states():
         keys = layer.self_attn.k_proj(layer.layer_norm1(out.hidden_states[-3]))
     torch.testing.assert_close(got["vision_saliency"], out.attentions[-2].mean(1)[:, 0, 1:], atol=1e-6, rtol=0)
     torch.testing.assert_close(got["vision_features"], out.hidden_states[-2][:, 1:], atol=1e-5, rtol=0)
-    torch.testing.assert_close(got["vision_keys"], keys[:, 1:], atol=1e-5, rtol=0)
+    heads = layer.self_attn.num_heads  # keys averaged over heads: VisionZip's merge metric
+    torch.testing.assert_close(got["vision_keys"], keys[:, 1:].unflatten(-1, (heads, -1)).mean(-2), atol=1e-5, rtol=0)
     assert got["vision_saliency"].shape == (3, 64)
 
 
@@ -74,12 +75,12 @@ def test_qwen_signals_are_per_token_in_raster_order(version):
             for a, b in zip(seen["cu"][:-1].tolist(), seen["cu"][1:].tolist())
         ])
         per_token = adapter._window_order_undone(received.view(-1, 4).mean(1, keepdim=True), grid)[:, 0]
-        keys_per_token = adapter._window_order_undone(k.flatten(1).view(-1, 4, k.shape[1] * k.shape[2]).mean(1), grid)
+        keys_per_token = adapter._window_order_undone(k.mean(1).view(-1, 4, k.shape[2]).mean(1), grid)
     sizes = [48, 40]
     for image, (start, size) in enumerate(zip([0, 48], sizes)):
         torch.testing.assert_close(got["vision_saliency"][image, :size], per_token[start : start + size], atol=1e-6, rtol=0)
-    # Keys are taken before RoPE.
-    raw_k = attn.qkv(seen["x"]).view(seen["x"].shape[0], 3, -1)[:, 1]
+    # Keys are taken before RoPE, averaged over heads.
+    raw_k = attn.qkv(seen["x"]).view(seen["x"].shape[0], 3, attn.num_heads, -1)[:, 1].mean(1)
     raw_per_token = adapter._window_order_undone(raw_k.view(-1, 4, raw_k.shape[-1]).mean(1), grid)
     torch.testing.assert_close(got["vision_keys"][1, :40], raw_per_token[48:88], atol=1e-5, rtol=0)
     assert not torch.allclose(raw_per_token, keys_per_token)

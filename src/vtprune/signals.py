@@ -26,7 +26,7 @@ Declared in a stage's ``needs`` and computed by the model adapter only when decl
                                               layer the LLM reads, heads averaged; mean
                                               attention received for encoders without CLS
 ``vision_features``           (I, N, Dv)      that vision layer's features (pre-projector)
-``vision_keys``               (I, N, Dk)      that vision layer's attention keys
+``vision_keys``               (I, N, Dk)      that vision layer's attention keys, averaged over heads
 ``text_embeds``               (I, T, D)       input embeddings of the instruction tokens
                                               of the image's prompt (right-padded)
 ``text_mask``                 (I, T) bool     which of the T rows are real tokens

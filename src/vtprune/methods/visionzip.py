@@ -20,8 +20,8 @@ Differences: the official LLaVA code counts the CLS token among the dominant tok
 (the LLM then sees it); a stage here keeps image tokens only, so all dominant slots go
 to patches. The official code merges vision features before the projector; here the
 merged features are means of the projected features (``visual``), which the runtime
-writes in place of each target's own. Keys are those the adapter provides
-(``vision_keys``, heads concatenated) where the official code averages them over heads.
+writes in place of each target's own. Keys are the vision layer's keys averaged over
+heads (``vision_keys``), the official merge metric.
 """
 
 from __future__ import annotations

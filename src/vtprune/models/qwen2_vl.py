@@ -75,7 +75,7 @@ class Qwen2VLAdapter(ModelAdapter):
         head_dim = qkv.shape[1] // (3 * heads)
         q, k, _ = qkv.view(patches, 3, heads, head_dim).float().unbind(1)
         if name == "vision_keys":
-            per_patch = k.reshape(patches, heads * head_dim)
+            per_patch = k.mean(1)  # averaged over heads
         else:
             per_patch = attention_received(q, k, captures["rope"], captures["cu_seqlens"], attn.scaling)[:, None]
         unit = self.merge**2

@@ -7,7 +7,8 @@ projects (``vision_feature_layer``), captured as it runs, per tile:
 * ``vision_saliency``: the CLS token's attention row over the patches (CLIP), or, for
   towers without CLS (SigLIP), the mean attention each patch receives; heads averaged,
   recomputed from the layer's input and keys rather than from eager attention;
-* ``vision_keys``: that layer's keys of the patches (heads concatenated);
+* ``vision_keys``: that layer's keys of the patches, averaged over heads (VisionZip's
+  merge metric);
 * ``vision_features``: that layer's output for the patches (what the projector reads).
 """
 
@@ -69,7 +70,9 @@ def tile_signal(name: str, captures: dict, tower: nn.Module, index: Any) -> torc
     if name == "vision_features":
         return captures["layer_out"][:, skip:]
     if name == "vision_keys":
-        return captures["keys"][:, skip:]
+        keys = captures["keys"][:, skip:]
+        heads = feature_layer(tower, index).self_attn.num_heads
+        return keys.unflatten(-1, (heads, -1)).mean(-2)
     if name != "vision_saliency":
         raise KeyError(name)
     layer = feature_layer(tower, index)

@@ -149,8 +149,8 @@ class VtpruneLlavaForConditionalGeneration(EncoderPositionsMixin, LlavaForCondit
                 return features
             if name in ("vision_saliency", "vision_keys"):
                 query, keys, _ = captures["qkv"].chunk(3, dim=-1)
-                if name == "vision_keys":
-                    return keys[:, 1:]
+                if name == "vision_keys":  # averaged over heads, as the Hugging Face path
+                    return keys[:, 1:].unflatten(-1, (attn.num_heads_per_partition, -1)).mean(-2)
                 return saliency(query[:, :1], keys, attn.num_heads_per_partition, attn.scale, cls=True)
             if name not in prompt:
                 prompt.update(prompt_signals(self.language_model, text, images, features.device))

@@ -193,7 +193,7 @@ class _ModelMixin(EncoderPositionsMixin):
         unit = self.visual.spatial_merge_size**2
         per_token = {
             "vision_saliency": saliency.view(patches // unit, unit).mean(1),
-            "vision_keys": k.reshape(patches, heads * head_dim).view(patches // unit, unit, -1).mean(1),
+            "vision_keys": k.mean(1).view(patches // unit, unit, -1).mean(1),  # averaged over heads
         }
         natural = self._natural_order(grid_thw, patches // unit)
         sizes = [t * h * w // unit for t, h, w in grid_thw]

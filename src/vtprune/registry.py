@@ -14,11 +14,12 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Union
-
-import torch
+from typing import TYPE_CHECKING, Callable, NamedTuple, Union
 
 from .config import PruneConfig
+
+if TYPE_CHECKING:
+    import torch
 
 PRE_LLM = "pre_llm"
 _LLM_STAGE = re.compile(r"^llm:(\d+)$")
@@ -42,7 +43,7 @@ class Selection(NamedTuple):
     owner: torch.Tensor | None = None
 
 
-SelectFn = Callable[..., Union[Selection, torch.Tensor]]
+SelectFn = Callable[..., Union[Selection, "torch.Tensor"]]
 
 
 @dataclass(frozen=True)
@@ -152,9 +153,8 @@ def register(
 
 
 def _ensure_loaded() -> None:
-    # Importing the package registers every method. By module path, because the
-    # attribute ``vtprune.methods`` is the public listing function.
-    importlib.import_module(f"{__package__}.methods")
+    # By module path, because the attribute ``vtprune.methods`` is the public listing function.
+    importlib.import_module(f"{__package__}.methods").load_all()
 
 
 def method_names() -> list[str]:

@@ -63,7 +63,14 @@ def methods() -> list[dict[str, object]]:
 def __getattr__(name: str) -> Any:
     module = _PUBLIC.get(name)
     if module is None:
-        raise AttributeError(f"module 'vtprune' has no attribute {name!r}")
+        if name.startswith("_"):
+            raise AttributeError(f"module 'vtprune' has no attribute {name!r}")
+        try:  # a subpackage, as ``vtprune.models``
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as error:
+            if error.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module 'vtprune' has no attribute {name!r}") from None
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value

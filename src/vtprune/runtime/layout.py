@@ -22,7 +22,8 @@ class ImageLayout:
     """The visual tokens of one forward.
 
     token_mask: (B, L) bool, True at the visual tokens that may be pruned
-    counts:     current tokens of each image, in order of appearance
+    counts:     current tokens of each image, in order of appearance (0 for a unit
+                whose image's budget went to its other units)
     grids:      (rows, cols) full token grid of each image; rows * cols >= count
                 (equal before any pruning)
     parents:    for models whose images come in several grids (LLaVA-NeXT: the base
@@ -50,7 +51,7 @@ class ImageLayout:
             object.__setattr__(self, "parents", tuple(range(len(self.counts))))
             object.__setattr__(self, "offsets", (0,) * len(self.counts))
         for count, (rows, cols) in zip(self.counts, self.grids):
-            if not 1 <= count <= rows * cols:
+            if not 0 <= count <= rows * cols:
                 raise ValueError(f"image with {count} tokens cannot have a {rows}x{cols} grid")
 
     @property
@@ -107,8 +108,16 @@ class ImageLayout:
     @cached_property
     def sample_of_image(self) -> torch.Tensor:
         """(num_images,) batch row of each image."""
-        first = self.flat_positions[torch.tensor(self.starts, device=self.token_mask.device)]
+        # A unit with no tokens left takes the row of its image's unit that has some.
+        source = [i if self.counts[i] else self._unit_with_tokens(i) for i in range(self.num_images)]
+        first = self.flat_positions[torch.tensor([self.starts[i] for i in source], device=self.token_mask.device)]
         return torch.div(first, self.seq_len, rounding_mode="floor")
+
+    def _unit_with_tokens(self, unit: int) -> int:
+        for other, parent in enumerate(self.parents):
+            if parent == self.parents[unit] and self.counts[other]:
+                return other
+        raise ValueError(f"image {self.parents[unit]} has no tokens left in any of its grids")
 
     @cached_property
     def ordinal_of_image(self) -> torch.Tensor:

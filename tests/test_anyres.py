@@ -9,6 +9,7 @@ import torch
 
 import vtprune
 from vtprune.config import split_budget
+from vtprune.methods.sts import STSConfig, pool_size
 from vtprune.methods.uniform import lattice_indices
 from vtprune.testing import Image, make_batch, tiny_llava_next, tiny_llava_onevision
 
@@ -131,3 +132,14 @@ def test_a_one_token_budget_leaves_one_grid_empty_and_generation_goes_on(model, 
     for i, prompt in enumerate(prompts):
         alone = greedy(model, make_batch(model, [prompt], seeds=[i]), tokens=3)
         assert torch.equal(together[i, -3:], alone[0, -3:])
+
+
+@pytest.mark.parametrize("size", [(50, 50), (30, 60), (70, 20)])
+def test_sts_pool_is_rounded_per_image_as_its_help_says(model, size):
+    # M1 = min(N, round(pool_factor * B)) of the whole image, then shared by its grids.
+    config = STSConfig(keep=15, pool_factor=2.57)
+    handle = vtprune.prune(model, config)
+    logits(model, make_batch(model, [[2, Image(size=size), 3]]))
+    n = handle.stats.before[0]
+    assert handle.stats.llm_input[0] == pool_size(config.budget(n), n, config)
+    assert len(handle.last_keep[0][0]) == config.budget(n)

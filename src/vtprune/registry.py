@@ -46,13 +46,23 @@ class Selection(NamedTuple):
 SelectFn = Callable[..., Union[Selection, "torch.Tensor"]]
 
 
+ShareFn = Callable[[int, int, PruneConfig], int]
+
+
 @dataclass(frozen=True)
 class Stage:
-    """One point where a method prunes."""
+    """One point where a method prunes.
+
+    share: tokens this stage keeps of an image, from the image's budget and token count
+           (``share(budget, tokens, config)``; STS's first stage keeps a pool of 2B);
+           ``None``: the budget. Computed per image, then shared among the image's
+           grids like the budget, and passed to ``select`` as its budget.
+    """
 
     where: str
     select: SelectFn
     needs: frozenset[str] = frozenset()
+    share: ShareFn | None = None
 
     def __post_init__(self) -> None:
         if self.where != PRE_LLM and not _LLM_STAGE.match(self.where):

@@ -63,9 +63,10 @@ class ImageLayout:
     def num_parents(self) -> int:
         return self.parents[-1] + 1 if self.parents else 0
 
-    def budgets(self, config) -> tuple[int, ...]:
-        """Each unit's budget: its image's budget (from the image's full token count),
-        shared among the image's units in proportion to their size."""
+    def budgets(self, config, share=None) -> tuple[int, ...]:
+        """Each unit's budget: its image's budget (from the image's full token count), or
+        ``share(budget, tokens, config)`` of it, shared among the image's units in
+        proportion to their size."""
         from ..config import split_budget
 
         full = [rows * cols for rows, cols in self.grids]
@@ -73,8 +74,11 @@ class ImageLayout:
         for parent in range(self.num_parents):
             units = [u for u, p in enumerate(self.parents) if p == parent]
             sizes = [full[u] for u in units]
-            for unit, share in zip(units, split_budget(config.budget(sum(sizes)), sizes)):
-                out[unit] = share
+            budget = config.budget(sum(sizes))
+            if share is not None:
+                budget = share(budget, sum(sizes), config)
+            for unit, share_of_unit in zip(units, split_budget(budget, sizes)):
+                out[unit] = share_of_unit
         return tuple(out)
 
     @property
@@ -126,7 +130,7 @@ class ImageLayout:
         first_of_sample = torch.searchsorted(sample, sample)  # images are sorted by sample
         return torch.arange(self.num_images, device=sample.device) - first_of_sample
 
-    def groups(self, budgets: tuple[int, ...] | None = None) -> dict[tuple, list[int]]:
+    def groups(self, budgets: tuple | None = None) -> dict[tuple, list[int]]:
         """Images that share a token grid, a current token count (and a budget, when
         given), which a stage can process as one batch: key -> image numbers."""
         out: dict[tuple, list[int]] = {}

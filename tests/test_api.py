@@ -14,7 +14,7 @@ from helpers import logits
 
 @pytest.fixture(scope="module")
 def model():
-    return tiny_llava()
+    return tiny_llava(layers=2)
 
 
 @pytest.fixture(scope="module")

@@ -121,4 +121,4 @@ def test_cli_refuses_bad_settings_before_building_a_model(capsys):
 
     with pytest.raises(SystemExit):
         main(["bench", "--arch", "llava-1.5-7b", "--repeats", "0"])
-    assert "--repeats: must be an integer >= 1, got '0'" in capsys.readouterr().err
+    assert "--repeats: must be an integer >= 1; got '0'" in capsys.readouterr().err

@@ -70,8 +70,12 @@ def proving_ground_config(path: str | Path | None = None) -> Any:
     """The config of the bundled proving-ground model (or of the checkpoint at ``path``)."""
     from transformers import AutoConfig
 
-    from .proving_ground.checkpoint import checkpoint_path
-
+    try:
+        from .proving_ground.checkpoint import checkpoint_path
+    except ImportError:
+        raise RequestError(
+            "the bundled proving-ground model is not part of this installation; pass --model ID_OR_PATH"
+        ) from None
     folder = Path(path) if path is not None else checkpoint_path()
     if not (folder / "config.json").is_file():
         raise RequestError(f"no proving-ground checkpoint at {folder} (a folder with config.json)")

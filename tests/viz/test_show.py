@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from vtprune import preflight
 from vtprune.cli import main
 from vtprune.testing import tiny_llava, tiny_qwen2_vl
 from vtprune.viz import geometry_for
@@ -105,6 +106,7 @@ def test_default_model_is_the_proving_ground(grey_png, tmp_path, monkeypatch):
         return model, tiny_llava_processor(model)
 
     monkeypatch.setitem(sys.modules, "vtprune.proving_ground", types.SimpleNamespace(load=load))
+    monkeypatch.setattr(preflight, "proving_ground_config", lambda path=None: tiny_llava().config)
     out = tmp_path / "default.png"
     code = main(["show", str(grey_png), "--prompt", "w5", "--method", "uniform", "--out", str(out), "--device", "cpu"])
     assert code == 0
@@ -115,14 +117,14 @@ def test_default_model_is_the_proving_ground(grey_png, tmp_path, monkeypatch):
 def test_errors_are_reported_before_loading(grey_png, tmp_path, capsys):
     missing = tmp_path / "no-model"
     assert main(["show", str(grey_png), "--prompt", "w5", "--method", "nosuch", "--model", str(missing)]) == 2
-    assert "method must be one of" in capsys.readouterr().out
-    assert main(["show", str(grey_png), "--prompt", "w5", "--method", "uniform", "--keep", "1.5",
-                 "--model", str(missing)]) == 2
-    assert "keep must be" in capsys.readouterr().out
+    assert "method must be one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["show", str(grey_png), "--prompt", "w5", "--method", "uniform", "--keep", "1.5", "--model", str(missing)])
+    assert "argument --keep: must be a token count" in capsys.readouterr().err
     assert main(["show", str(tmp_path / "none.png"), "--prompt", "w5", "--method", "uniform"]) == 2
-    assert "could not be read" in capsys.readouterr().out
+    assert "could not be read" in capsys.readouterr().err
     assert main(["show", str(grey_png), "--prompt", "w5", "--method", "uniform", "--model", str(missing)]) == 2
-    assert "could not be loaded" in capsys.readouterr().out
+    assert "could not be loaded" in capsys.readouterr().err
 
 
 def test_prompt_uses_the_chat_template_if_the_processor_has_one():

@@ -9,6 +9,7 @@ panel per stage (the LLM input, then each in-LLM pruning layer).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -210,7 +211,7 @@ def run_show(args: Any) -> int:
             side=args.panel_size,
         )
     except ShowError as error:
-        print(f"vtprune show: {error}")
+        print(f"vtprune show: error: {error}", file=sys.stderr)
         return 2
     for selection in selections:
         stages = ", ".join(f"{name} {len(kept)}" for name, kept in selection.by_stage.items())

@@ -127,7 +127,7 @@ def _picture(model, processor, keep: int | float, names: list[str], path: Path) 
     """The kept tokens of a few methods on one scene with a question about a small object."""
     from .proving_ground import make_split
     from .viz import overlay
-    from .viz.draw import panel_grid
+    from .viz.draw import panel_grid, with_key
     from .viz.show import image_geometry, model_inputs, select
 
     example = next(e for e in make_split("test", 12) if e.family == "attribute")
@@ -139,6 +139,6 @@ def _picture(model, processor, keep: int | float, names: list[str], path: Path) 
     ]
     title = overlay(example.image, range(geometry.num_tokens), geometry, caption=f"Q: {example.question}", side=288)
     half = (len(panels) + 1) // 2
-    picture = panel_grid([[title, *panels[:half]], [title.copy(), *panels[half:]]])
+    picture = with_key(panel_grid([[title, *panels[:half]], [title.copy(), *panels[half:]]]))
     picture.save(path, format="PNG")
     return path

@@ -186,9 +186,12 @@ def run_bench(
     repeats: int = 5,
     warmup: int = 1,
     decode_tokens: int = 16,
+    generate: bool = True,
     progress: Any = None,
 ) -> BenchResult:
-    """Measure ``variants`` (the unpruned model is added first) on ``target``."""
+    """Measure ``variants`` (the unpruned model is added first) on ``target``: the
+    prefill and, with ``generate``, a ``generate`` call of ``decode_tokens`` tokens
+    (time to the first token and decoding)."""
     for name, value, least in (("repeats", repeats, 1), ("warmup", warmup, 0), ("decode_tokens", decode_tokens, 1)):
         if not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
@@ -224,25 +227,15 @@ def run_bench(
         for rep in range(warmup + repeats):
             for variant, row in zip(variants, rows):
                 handle = apply(variant)
-                prefill = timed(lambda: model(**batch, use_cache=True, logits_to_keep=1), device)
-                # One generate gives the time to its first token and, from there, the
-                # decoding of the others (a clock stamps every step's logits).
-                clock = StepClock(device)
-                synchronize(device)
-                start = time.perf_counter()
-                model.generate(**batch, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens,
-                               logits_processor=LogitsProcessorList([clock]), **generate_args)
-                synchronize(device)
-                end = time.perf_counter()
+                try:
+                    times = _timings(model, batch, device, decode_tokens if generate else 0, generate_args)
+                finally:
+                    if handle is not None:
+                        handle.remove()
                 if rep >= warmup:
-                    row.prefill_s.append(prefill)
-                    row.ttft_s.append(clock.stamps[0] - start)
-                    if decode_tokens > 1:
-                        row.decode_s.append(clock.stamps[-1] - clock.stamps[0])
-                    row.generate_s.append(end - start)
-                    row.new_tokens = batch["input_ids"].shape[0] * (decode_tokens - 1)
-                if handle is not None:
-                    handle.remove()
+                    for name, seconds in times.items():
+                        getattr(row, name).append(seconds)
+                    row.new_tokens = batch["input_ids"].shape[0] * (decode_tokens - 1) if generate else 0
                 if progress is not None:
                     progress.update(1)
 
@@ -268,7 +261,7 @@ def run_bench(
     settings = {
         "repeats": repeats,
         "warmup": warmup,
-        "decode_tokens": decode_tokens,
+        "decode_tokens": decode_tokens if generate else 0,
         "batch_size": int(batch["input_ids"].shape[0]),
         "prompt_tokens": int(batch["input_ids"].shape[1]),
         "device": str(device),
@@ -280,6 +273,26 @@ def run_bench(
         "transformers": __import__("transformers").__version__,
     }
     return BenchResult(target.name, settings, rows, skipped)
+
+
+def _timings(model, batch, device, decode_tokens: int, generate_args: dict) -> dict[str, float]:
+    """One repetition: the prefill and, unless ``decode_tokens`` is 0, one generate call
+    timed up to its first token and from there to its last (a clock stamps every
+    step's logits)."""
+    times = {"prefill_s": timed(lambda: model(**batch, use_cache=True, logits_to_keep=1), device)}
+    if not decode_tokens:
+        return times
+    clock = StepClock(device)
+    synchronize(device)
+    start = time.perf_counter()
+    model.generate(**batch, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens,
+                   logits_processor=LogitsProcessorList([clock]), **generate_args)
+    synchronize(device)
+    times["generate_s"] = time.perf_counter() - start
+    times["ttft_s"] = clock.stamps[0] - start
+    if decode_tokens > 1:
+        times["decode_s"] = clock.stamps[-1] - clock.stamps[0]
+    return times
 
 
 def _hooked_modules(handle) -> list[torch.nn.Module]:

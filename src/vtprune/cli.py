@@ -20,11 +20,11 @@ from .bench.architectures import ARCHITECTURES
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
-    from . import PruneConfig, methods
+    from .config import PruneConfig
     from .models import family_support
-    from .registry import get_method
+    from .registry import all_methods, get_method
 
-    rows = methods()
+    rows = [method.describe() for method in all_methods()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -52,7 +52,7 @@ def _print_options(config: type, indent: str, skip: dict[str, str] | None = None
     the same help as in ``skip`` only when its default differs from the shared one."""
     import dataclasses
 
-    from . import PruneConfig
+    from .config import PruneConfig
 
     shared = {f.name: f.default for f in dataclasses.fields(PruneConfig)}
     for field in dataclasses.fields(config):

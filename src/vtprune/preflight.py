@@ -59,9 +59,9 @@ def check(
     """Both checks for ``methods`` (None: every method) at every budget in ``keeps``, the
     model's config read (by calling ``model_config``) only once the budgets pass;
     returns the left-out variants of "every method" with their reasons."""
-    from . import methods as listing
+    from .registry import method_names
 
-    names = list(methods) if methods else [m["name"] for m in listing()]
+    names = list(methods) if methods else method_names()
     check_budgets(names, keeps)
     return check_on_model(model_config(), [(n, k) for n in names for k in keeps], explicit=bool(methods))
 

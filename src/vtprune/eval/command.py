@@ -42,9 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import methods
     from ..preflight import RequestError, check, checkpoint_config, proving_ground_config
-    from .campaign import Variant
+    from ..registry import method_names
 
     if args.task and not args.model:
         raise RequestError("--task needs --model (a Hugging Face id or path)")
@@ -62,7 +61,9 @@ def run(args: argparse.Namespace) -> int:
     # Every variant is checked against the model's config before the model is loaded.
     refused = check(args.method, args.keep,
                     lambda: checkpoint_config(args.model) if args.task else proving_ground_config(args.model))
-    names = args.method or [m["name"] for m in methods()]
+    from .campaign import Variant
+
+    names = args.method or method_names()
     variants = [Variant(name, k) for name in names for k in args.keep]
     out = Path(args.out)
     try:

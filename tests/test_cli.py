@@ -100,3 +100,14 @@ def test_the_command_line_and_the_package_import_neither_torch_nor_transformers(
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_listing_the_methods_and_refusing_an_unknown_one_import_no_transformers():
+    code = (
+        "import sys, contextlib, io; from vtprune.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "    codes = [main(['methods', '-v']), main(['eval', '--method', 'nosuch'])]\n"
+        "print(codes, 'transformers' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[0, 2] False"

@@ -170,8 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Qwen image token grid for synthetic prompts (default 32 32)")
     p.add_argument("--repeats", type=at_least(1), default=5, help="timed repetitions (default 5)")
     p.add_argument("--warmup", type=at_least(0), default=1, help="untimed repetitions first (default 1)")
-    p.add_argument("--decode-tokens", type=at_least(1), default=8,
-                   help="tokens generated per repetition; 1 times the prefill only (default 8)")
+    p.add_argument("--decode-tokens", type=at_least(1), default=4,
+                   help="tokens generated per repetition; 1 times the first token only (default 4)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", help="default: cuda if available, else cpu")
     p.add_argument("-o", "--out", default="vtprune-bench", help="folder for bench.json and bench.png")

@@ -1,10 +1,10 @@
 """A measured figure with its spread, and whether the spread lets it be read.
 
 Speed figures are medians over repetitions; each carries its spread (the
-interquartile range, or the whole range under four values). A figure whose spread is
-wider than :data:`READABLE_SPREAD` of its median is *unclear*: the repetitions
-disagree too much for the median to say anything, and reports mark it so instead of
-printing a clean number.
+interquartile range, or the whole range under four values), printed as ± half of it
+relative to the median. A figure whose ± exceeds :data:`READABLE_SPREAD` is
+*unclear*: the repetitions disagree too much for the median to say anything, and
+reports mark it so instead of printing a clean number.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-READABLE_SPREAD = 0.25  # spread / median above which a figure is unclear
+READABLE_SPREAD = 0.15  # half the spread / median above which a figure is unclear
 
 
 def spread(values: Sequence[float]) -> float:
@@ -50,9 +50,10 @@ class Figure:
 
     @property
     def relative_spread(self) -> float | None:
+        """Half the spread over the median: the ± of :meth:`text`."""
         if self.median is None or not self.median:
             return None
-        return self.spread / abs(self.median)
+        return self.spread / 2 / abs(self.median)
 
     @property
     def readable(self) -> bool:
@@ -67,7 +68,7 @@ class Figure:
         value = f"{self.median:.{digits}f}{unit}"
         if self.relative_spread is None:
             return value
-        value += f" ±{self.relative_spread / 2:.0%}"
+        value += f" ±{self.relative_spread:.0%}"
         return value if self.readable else f"unclear ({value})"
 
     def to_dict(self) -> dict[str, Any]:

@@ -30,8 +30,8 @@ def format_table(result: BenchResult) -> str:
         r, up = result.ratios(row), result.speedups(row)
         lines.append(
             f"{row.label:<18}{row.visual_llm_input:>10}{row.visual_layer_avg:>10.1f}"
-            f"{up['prefill'].text():>21}{_x(r['ideal_prefill_time']):>8}{_x(r['ideal_llm_time']):>10}"
-            f"{up['ttft'].text():>21}{up['decode'].text():>21}{_number(r['memory']):>8}{_number(r['kv_cache']):>7}"
+            f"{' ' + up['prefill'].text():>21}{_x(r['ideal_prefill_time']):>8}{_x(r['ideal_llm_time']):>10}"
+            f"{' ' + up['ttft'].text():>21}{' ' + up['decode'].text():>21}{_number(r['memory']):>8}{_number(r['kv_cache']):>7}"
             f"{_share(r['selection_share']):>8}"
         )
     for label, why in result.skipped.items():
@@ -40,7 +40,7 @@ def format_table(result: BenchResult) -> str:
         "",
         "prefill / TTFT / decode: measured speed-up over the unpruned model (higher is faster), the median of the "
         "repetitions' ratios ± half their spread (interquartile range, or the range under 4 repetitions); "
-        f"'unclear' when the spread exceeds {READABLE_SPREAD:.0%} of the median (more --repeats narrow it). "
+        f"'unclear' when that ± exceeds {READABLE_SPREAD:.0%} (more --repeats narrow it). "
         "ideal / LLM ideal: the speed-up MACs promise, per decoder layer 4nd^2 + 2n^2d + 3ndm (k/v at their GQA "
         "width), vision tower included or not. memory / KV: pruned over unpruned (lower is better); memory is "
         f"{_memory_kind(result)}. select: time in vtprune's hooks as a share of the unpruned prefill.",

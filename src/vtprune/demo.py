@@ -120,8 +120,8 @@ def _markdown(rows: list[dict], comparison, keep: int | float, skipped: dict[str
         "visual tokens: per image; in-LLM methods see every token in their first layers, hence the average.",
         f"prefill speedup: median over {s['repeats']} interleaved repetitions (batch of {s['batch_size']}, "
         f"{s['device']}) of the unpruned prefill time over the method's, ± half the spread of those ratios; "
-        f"'unclear' where that ± exceeds {READABLE_SPREAD:.0%} (the machine was too busy for the figure to be "
-        "read).",
+        f"'unclear' where that ± exceeds {READABLE_SPREAD:.0%}: the repetitions disagree too much (a busy "
+        "machine) for the median to be read.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -9,6 +9,7 @@ import torch
 
 import vtprune
 from vtprune.config import split_budget
+from vtprune.methods.sts import STSConfig, pool_size
 from vtprune.methods.uniform import lattice_indices
 from vtprune.testing import Image, make_batch, tiny_llava_next, tiny_llava_onevision
 
@@ -117,3 +118,28 @@ def test_generate_path_records_image_sizes_and_remove_restores(model):
     assert "get_image_features" not in model.model.__dict__
     assert torch.equal(greedy(model, batch), reference)
     assert pruned.shape == reference.shape
+
+
+@pytest.mark.parametrize("method, options", [("sts", {}), ("pdrop", {"ratio": 0.01})])
+def test_a_one_token_budget_leaves_one_grid_empty_and_generation_goes_on(model, method, options):
+    # One token per image: the base grid or the high-resolution grid gets it, the other
+    # none, and the stage inside the language model works on what is left.
+    prompts = [[3, Image(size=(50, 50)), 4], [2, Image(size=(30, 60)), 5, Image(size=(20, 20)), 2]]
+    batch = make_batch(model, prompts)
+    handle = vtprune.prune(model, method, keep=1, **options)
+    together = greedy(model, batch, tokens=3)
+    assert [[len(kept) for kept in sample] for sample in handle.last_keep] == [[1], [1, 1]]
+    for i, prompt in enumerate(prompts):
+        alone = greedy(model, make_batch(model, [prompt], seeds=[i]), tokens=3)
+        assert torch.equal(together[i, -3:], alone[0, -3:])
+
+
+@pytest.mark.parametrize("size", [(50, 50), (30, 60), (70, 20)])
+def test_sts_pool_is_rounded_per_image_as_its_help_says(model, size):
+    # M1 = min(N, round(pool_factor * B)) of the whole image, then shared by its grids.
+    config = STSConfig(keep=15, pool_factor=2.57)
+    handle = vtprune.prune(model, config)
+    logits(model, make_batch(model, [[2, Image(size=size), 3]]))
+    n = handle.stats.before[0]
+    assert handle.stats.llm_input[0] == pool_size(config.budget(n), n, config)
+    assert len(handle.last_keep[0][0]) == config.budget(n)

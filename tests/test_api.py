@@ -14,7 +14,7 @@ from helpers import logits
 
 @pytest.fixture(scope="module")
 def model():
-    return tiny_llava()
+    return tiny_llava(layers=2)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,15 @@ def test_last_keep_and_stats_describe_the_last_forward(model, batch):
     stats = handle.stats
     assert stats.before == (64, 128) and stats.llm_input == (16, 32) and stats.layer_avg == (16.0, 32.0)
     assert stats.kept_ratio == 0.25 and stats.num_layers == 2
-    assert "192 before, 48 at the LLM input" in str(stats)
+    assert "192 before; 48 at the LLM input (25.0% kept); 48.0 averaged over 2 layers (25.0% kept)" in str(stats)
+
+
+def test_stats_label_the_input_share_and_the_layer_averaged_share():
+    # An in-LLM method at keep 0.222: every token reaches the LLM input, 128 on average.
+    stats = vtprune.PruneStats(before=(576,), llm_input=(576,), layer_avg=(128.0,), num_layers=32)
+    assert stats.layer_avg_ratio == 128 / 576
+    assert str(stats) == ("visual tokens: 576 before; 576 at the LLM input (100.0% kept); "
+                          "128.0 averaged over 32 layers (22.2% kept)")
 
 
 def test_handle_as_context_manager(model, batch):
@@ -87,7 +95,11 @@ def test_methods_listing_and_cli(capsys):
     assert names == sorted(names) and {"random", "uniform"} <= set(names)
     assert main(["methods", "-v"]) == 0
     out = capsys.readouterr().out
-    assert "uniform" in out and "keep:" in out and "llava" in out
+    assert "uniform" in out and "llava" in out
+    # Each option with its default and help; the options every method shares, once.
+    assert "  layer = 2\n" in out and "K: prune after the first K decoder layers" in out
+    for name, text in vtprune.PruneConfig.field_help().items():
+        assert out.count(f"\n  {name} = ") == 1 and out.count(" ".join(text.split()[:4])) == 1
     assert main(["methods", "--json"]) == 0
     import json
 
@@ -119,7 +131,7 @@ def test_validate_checks_without_touching(model):
 
     config = vtprune.validate(model, "uniform", keep=0.5)
     assert isinstance(config, PruneConfig) and config.keep == 0.5
-    with pytest.raises(ValueError, match="K must be in"):
+    with pytest.raises(ValueError, match=r"layer must be in \[1, 1\] .*got 5"):
         vtprune.validate(model, "fastv", keep=0.5, layer=5)  # the model has 2 layers
     assert vtprune.active_handle(model) is None
     assert not model.model.language_model._forward_pre_hooks

@@ -122,3 +122,12 @@ def test_int_budget_above_the_token_count_keeps_everything(model, batch):
     assert torch.equal(logits(model, batch), reference)
     assert handle.stats.total_llm_input == handle.stats.total_before == 64
     handle.remove()
+
+
+@pytest.mark.parametrize("builder", ["tiny_llava", "tiny_qwen2_vl", "tiny_llava_next", "tiny_llava_onevision"])
+def test_every_methods_defaults_fit_the_tiny_models_default_depth(builder):
+    import vtprune.testing
+
+    model = getattr(vtprune.testing, builder)()
+    for row in vtprune.methods():
+        vtprune.validate(model, row["name"])  # raises if the defaults do not fit

@@ -52,15 +52,23 @@ def test_run_schema_and_ratios_within_one_run(tmp_path):
     assert "pdrop@0.1" in result.skipped and "cannot be met" in result.skipped["pdrop@0.1"]
     base, uniform, fastv = result.rows
     for row in result.rows:
-        assert len(row.prefill_s) == len(row.ttft_s) == len(row.generate_s) == 2
+        assert len(row.prefill_s) == len(row.ttft_s) == len(row.decode_s) == len(row.generate_s) == 2
         assert row.new_tokens == 2 * 2  # batch of 2, 3 new tokens of which 2 after the first
         assert all(t > 0 for t in row.prefill_s)
+        # Decoding is timed inside the generate call, between its first and last token.
+        for ttft, decode, whole in zip(row.ttft_s, row.decode_s, row.generate_s):
+            assert 0 < ttft and 0 < decode and ttft + decode <= whole
+        assert row.decode_tokens_per_s == pytest.approx(4 / median(row.decode_s))
     assert (base.visual_before, base.visual_llm_input) == (128, 128)
     assert (uniform.visual_llm_input, uniform.visual_layer_avg) == (32, 32.0)
     assert fastv.visual_llm_input == 128 and fastv.visual_layer_avg == (2 * 128 + 2 * 32) / 4
     # Ratios are taken against this run's unpruned row.
     ratios = result.ratios(uniform)
-    assert ratios["prefill_time"] == pytest.approx(median(uniform.prefill_s) / median(base.prefill_s))
+    per_repetition = [u / b for u, b in zip(uniform.prefill_s, base.prefill_s)]
+    assert ratios["prefill_time"] == pytest.approx(median(per_repetition))
+    speedup = result.speedups(uniform)["prefill"]
+    assert speedup.median == pytest.approx(median([1 / r for r in per_repetition]))
+    assert speedup.spread == pytest.approx(min(per_repetition) ** -1 - max(per_repetition) ** -1)
     assert ratios["ideal_llm_time"] == pytest.approx(uniform.llm_macs / base.llm_macs)
     assert ratios["ideal_prefill_time"] > ratios["ideal_llm_time"]  # the vision tower is not pruned
     assert uniform.vision_macs == base.vision_macs
@@ -70,12 +78,16 @@ def test_run_schema_and_ratios_within_one_run(tmp_path):
     assert uniform.kv_cache_bytes == 4 * 2 * 2 * 32 * (prompt - 64 + 16) * 4
     assert fastv.kv_cache_bytes == 2 * 2 * 2 * 32 * (2 * prompt - 64 + 16) * 4
     assert uniform.config["method"] == "uniform" and base.config is None
+    # On a CPU the memory figure is the KV cache, said so; peak memory is not made up.
+    assert base.peak_memory_bytes is None and base.memory_bytes == base.kv_cache_bytes
+    assert ratios["memory"] == ratios["kv_cache"] and "KV cache" in result.settings["memory"]
 
     write_json(result, tmp_path / "bench.json")
     data = json.loads((tmp_path / "bench.json").read_text())
     assert [r["label"] for r in data["rows"]] == labels
     assert set(data["rows"][1]["ratios"]) >= {"prefill_time", "ideal_prefill_time", "ttft", "decode_throughput", "memory", "selection_share"}
     assert "decode_tokens_per_s" in data["rows"][0]
+    assert set(data["rows"][1]["speedups"]["prefill"]) == {"median", "spread", "repetitions", "readable"}
     assert data["settings"]["attention"] == "sdpa" and "transformers" in data["settings"]
     plot(result, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -93,19 +105,35 @@ def test_cli_bench_end_to_end(tmp_path, capsys):
     assert json.loads((tmp_path / "bench.json").read_text())["rows"][1]["visual_llm_input"] == 16
 
 
-def test_one_decoded_token_reports_no_throughput_instead_of_failing():
-    # With one new token there is no decoding to time: throughput is not a number, and
-    # the table and the ratios still come out.
+def test_one_decoded_token_reports_no_throughput_and_strict_json(tmp_path):
+    # With one new token there is no decoding to time: no throughput (null in JSON, not
+    # NaN), and the table and the other ratios still come out.
     model = tiny_llava(layers=2)
     target = Target("tiny", model, synthetic_batch(model, 1, 8, (8, 8)))
     result = run_bench(target, [Variant("uniform", 0.5)], repeats=1, warmup=0, decode_tokens=1)
     base, uniform = result.rows
-    assert base.new_tokens == 0 and base.generate_s == base.ttft_s
-    assert base.decode_tokens_per_s != base.decode_tokens_per_s  # NaN
+    assert base.new_tokens == 0 and base.decode_s == [] and base.decode_tokens_per_s is None
     ratios = result.ratios(uniform)
-    assert ratios["decode_throughput"] != ratios["decode_throughput"]
+    assert ratios["decode_throughput"] is None and result.speedups(uniform)["decode"].median is None
     assert ratios["ideal_llm_time"] < 1
     assert "uniform@0.5" in format_table(result)
+    write_json(result, tmp_path / "bench.json")
+    text = (tmp_path / "bench.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    data = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-strict JSON constant {name}"))
+    assert data["rows"][0]["decode_tokens_per_s"] is None
+
+
+def test_a_figure_carries_its_spread_and_a_wide_one_is_unclear():
+    from vtprune.bench.figures import READABLE_SPREAD, Figure
+
+    steady = Figure.ratio([10.0, 10.2, 9.8], [5.0, 5.0, 5.0])
+    assert steady.median == 2.0 and steady.spread == pytest.approx(0.08) and steady.readable
+    assert steady.text() == "2.00x ±2%"
+    noisy = Figure.ratio([10.0, 4.0, 20.0], [5.0, 5.0, 5.0])  # sts 0.49x, random 2.07x from such runs
+    assert noisy.relative_spread > READABLE_SPREAD and not noisy.readable
+    assert noisy.text().startswith("unclear (2.00x ±")
+    assert Figure.of([]).text() == "-" and Figure.of([float("nan")]).median is None
 
 
 @pytest.mark.parametrize("option, value", [("repeats", 0), ("warmup", -1), ("decode_tokens", 0)])
@@ -121,4 +149,4 @@ def test_cli_refuses_bad_settings_before_building_a_model(capsys):
 
     with pytest.raises(SystemExit):
         main(["bench", "--arch", "llava-1.5-7b", "--repeats", "0"])
-    assert "--repeats: must be an integer >= 1, got '0'" in capsys.readouterr().err
+    assert "--repeats: must be an integer >= 1; got '0'" in capsys.readouterr().err

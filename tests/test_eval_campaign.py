@@ -101,14 +101,33 @@ def test_model_without_task_is_a_proving_ground_checkpoint(tmp_path):
     assert main([*args, "--out", str(tmp_path / "bundled")]) == 0
     by_path, bundled = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("path", "bundled"))
     assert comparable(by_path) == comparable(bundled)
-    with pytest.raises(SystemExit, match="--task"):
-        main([*args, "--model", "llava-hf/llava-1.5-7b-hf", "--out", str(tmp_path / "hub")])
+    assert main([*args, "--model", "llava-hf/llava-1.5-7b-hf", "--out", str(tmp_path / "hub")]) == 2
+    assert not (tmp_path / "hub").exists()
 
 
-def test_a_variant_the_model_cannot_run_is_reported_not_run(tmp_path):
+def test_a_variant_named_that_the_model_cannot_run_stops_before_any_answer(tmp_path, capsys):
     # The bundled model has 4 decoder layers: PDrop's stages cannot average 0.111 of the tokens.
-    assert main(["eval", "--method", "pdrop", "uniform", "--keep", "0.111", "--limit", "6", "--out", str(tmp_path)]) == 0
-    report = json.loads((tmp_path / "results.json").read_text())
-    assert [row["label"] for row in report["rows"]] == ["unpruned", "uniform@0.111"]
-    assert "cannot be met" in report["skipped"]["pdrop@0.111"]
-    assert "not run: pdrop@0.111" in (tmp_path / "results.md").read_text()
+    assert main(["eval", "--method", "pdrop", "uniform", "--keep", "0.111", "--limit", "6", "--out", str(tmp_path)]) == 2
+    assert "cannot be met" in capsys.readouterr().err
+    assert not (tmp_path / "results.json").exists() and not (tmp_path / "predictions").exists()
+
+
+def test_the_accuracy_plot_is_against_the_budget_asked_for(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    from vtprune.eval.campaign import asked_share, plot
+
+    rows = [
+        {"method": None, "keep": None, "accuracy": 0.9, "visual_before": 576, "visual_layer_avg": 576},
+        {"method": "fastv", "keep": 0.222, "accuracy": 0.8, "visual_before": 576, "visual_layer_avg": 352},
+        {"method": "fastv", "keep": 64, "accuracy": 0.7, "visual_before": 576, "visual_layer_avg": 300},
+    ]
+    assert asked_share(rows[1]) == 0.222 and asked_share(rows[2]) == 64 / 576
+    drawn, notes = [], []
+    original_plot, original_note = matplotlib.axes.Axes.plot, matplotlib.axes.Axes.annotate
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", lambda ax, x, *a, **k: drawn.append(list(x)) or original_plot(ax, x, *a, **k))
+    monkeypatch.setattr(matplotlib.axes.Axes, "annotate", lambda ax, text, *a, **k: notes.append(text) or original_note(ax, text, *a, **k))
+    plot(rows, tmp_path / "accuracy.png", "t")
+    assert drawn == [[64 / 576, 0.222]]  # the asked budgets, not the layer-averaged shares
+    assert notes == [f"avg {300 / 576:.2f}", f"avg {352 / 576:.2f}"]
+    assert (tmp_path / "accuracy.png").read_bytes()[:4] == b"\x89PNG"

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from .config import PruneConfig
-from .models import adapter_for
+from .methods.validation import require_layer
+from .models import adapter_class_for_config, adapter_for
 from .registry import Method, ModelShape, all_methods, get_method, method_for_config, method_names
 from .runtime.record import PruneStats
 from .runtime.session import PruningSession
@@ -120,20 +121,34 @@ def prune(model: nn.Module, method: str | PruneConfig, **config: Any) -> PruneHa
     return handle
 
 
-def _plan(model: nn.Module, method: str | PruneConfig, config: dict[str, Any]):
-    """Everything :func:`prune` checks before touching the model."""
+def _plan(model: Any, method: str | PruneConfig, config: dict[str, Any]):
+    """Everything :func:`prune` checks before touching the model (or, given the model's
+    transformers config, before loading it); the adapter is ``None`` for a config."""
     spec, cfg = _make_config(method, config)
-    adapter = adapter_for(model)
-    cfg = spec.resolve(cfg, ModelShape(adapter.num_layers, adapter.image_tokens))
-    stages = spec.stages(cfg, adapter.num_layers)
-    adapter.check_stages(stages)
+    if isinstance(model, nn.Module):
+        adapter = adapter_for(model)
+        family, model_config = type(adapter), adapter.config
+        shape = ModelShape(adapter.num_layers, adapter.image_tokens)
+    else:
+        adapter, model_config = None, model
+        family = adapter_class_for_config(model_config)
+        shape = family.shape_of(model_config)
+    if isinstance(getattr(cfg, "layer", None), int):
+        require_layer("layer", cfg.layer, shape.num_layers)
+    cfg = spec.resolve(cfg, shape)
+    stages = spec.stages(cfg, shape.num_layers)
+    family.check_config_stages(model_config, stages)
     return spec, cfg, adapter, stages
 
 
-def validate(model: nn.Module, method: str | PruneConfig, **config: Any) -> PruneConfig:
+def validate(model: Any, method: str | PruneConfig, **config: Any) -> PruneConfig:
     """The config :func:`prune` would apply to ``model``, or the error it would raise
     (a budget a method cannot meet on this model, a layer it lacks...), without
-    touching the model or loading anything."""
+    touching the model or loading anything.
+
+    ``model`` is a model instance, or its transformers config (such as
+    ``AutoConfig.from_pretrained(model_id)``): a request can be checked before the
+    weights are loaded."""
     return _plan(model, method, config)[1]
 
 

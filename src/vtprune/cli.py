@@ -1,4 +1,10 @@
-"""The ``vtprune`` command line."""
+"""The ``vtprune`` command line.
+
+Building the parser and checking the arguments import neither torch nor transformers,
+so ``--help`` and argument errors answer at once; each command imports what it needs.
+Every (method, budget) a command is asked for is checked against the model's config
+before the model is loaded (see :mod:`vtprune.preflight`).
+"""
 
 from __future__ import annotations
 
@@ -8,25 +14,32 @@ import sys
 import textwrap
 from typing import Sequence
 
+from . import __version__
+from .arguments import at_least, budget
+from .bench.architectures import ARCHITECTURES
+
 
 def _cmd_methods(args: argparse.Namespace) -> int:
-    from . import methods
+    from .config import PruneConfig
     from .models import family_support
-    from .registry import get_method
+    from .registry import all_methods, get_method
 
-    rows = methods()
+    rows = [method.describe() for method in all_methods()]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     width = max(len(r["name"]) for r in rows)
+    indent = " " * (width + 2)
+    shared = PruneConfig.field_help()
     for row in rows:
         print(f"{row['name']:<{width}}  {row['stage']:<16} {row['summary']}")
-        print(f"{'':<{width}}  needs: {', '.join(row['needs']) or '-'}")
-        print(f"{'':<{width}}  paper: {row['paper']}")
+        print(f"{indent}needs: {', '.join(row['needs']) or '-'}")
+        print(f"{indent}paper: {row['paper']}")
         if args.verbose:
-            for name, text in get_method(row["name"]).config.field_help().items():
-                wrapped = textwrap.fill(text, 88, initial_indent=" " * (width + 6), subsequent_indent=" " * (width + 6))
-                print(f"{'':<{width}}    {name}:\n{wrapped}")
+            _print_options(get_method(row["name"]).config, indent + "  ", skip=shared)
+    if args.verbose:
+        print("\nevery method also takes (unless listed above with its own default):")
+        _print_options(PruneConfig, "  ")
     print("\nmodel families (every method runs on every family):")
     for family, classes, provided in family_support():
         print(f"  {family:<16} {', '.join(classes)}")
@@ -34,13 +47,45 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_options(config: type, indent: str, skip: dict[str, str] | None = None) -> None:
+    """Each option as ``name = default`` with its help wrapped under it; an option with
+    the same help as in ``skip`` only when its default differs from the shared one."""
+    import dataclasses
+
+    from .config import PruneConfig
+
+    shared = {f.name: f.default for f in dataclasses.fields(PruneConfig)}
+    for field in dataclasses.fields(config):
+        text = field.metadata.get("help", "")
+        if skip and skip.get(field.name) == text:
+            if field.default != shared[field.name]:
+                print(f"{indent}{field.name} = {field.default!r}")
+            continue
+        print(f"{indent}{field.name} = {field.default!r}")
+        print(textwrap.fill(text, 96, initial_indent=indent + "    ", subsequent_indent=indent + "    "))
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
+    from .preflight import check, proving_ground_config
 
+    check(None, [args.keep], proving_ground_config)
     return run_demo(keep=args.keep, questions=args.questions, out=args.out, device=args.device)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    from .preflight import check, checkpoint_config, proving_ground_config
+
+    def model_config():
+        if args.arch:
+            from .bench.architectures import config_of
+
+            return config_of(args.arch, layers=args.layers)
+        return checkpoint_config(args.model) if args.model else proving_ground_config()
+
+    # Every variant is checked against the model's config before the model is built or loaded.
+    check(args.method, args.keep, model_config)
+
     from pathlib import Path
 
     import torch
@@ -54,12 +99,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
     names = args.method or [m["name"] for m in methods()]
-    keeps = [_keep(k) for k in args.keep]
     target = load_target(
         model_id=args.model, arch=args.arch, layers=args.layers, batch_size=args.batch,
         text_tokens=args.prompt_tokens, grid=tuple(args.grid), dtype=dtype, device=device,
     )
-    variants = [Variant(name, keep) for name in names for keep in keeps]
+    variants = [Variant(name, keep) for name in names for keep in args.keep]
     total = (args.warmup + args.repeats) * (len(variants) + 1)
     with progress_bar(total=total, desc="bench") as bar:
         result = run_bench(target, variants, repeats=args.repeats, warmup=args.warmup,
@@ -74,67 +118,63 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from .preflight import check, checkpoint_config, proving_ground_config
     from .viz.show import run_show
 
+    check(args.method, args.keep, lambda: checkpoint_config(args.model) if args.model else proving_ground_config())
     return run_show(args)
 
 
-def _at_least(least: int):
-    """An argparse type: an integer >= ``least`` (checked before any model is loaded)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = least - 1
-        if value < least:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {least}, got {text!r}")
-        return value
-
-    return parse
+KEEP_HELP = "counts (128) or ratios (0.222)"
 
 
-def _keep(text: str) -> int | float:
-    """A budget from the command line: '128' is a count, '0.222' a ratio."""
-    return float(text) if any(c in text for c in ".eE") else int(text)
+class _Parser(argparse.ArgumentParser):
+    """An argument error is one line (the usage is one --help away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vtprune", description="Visual token pruning for Hugging Face VLMs.")
+    parser = _Parser(prog="vtprune", description="Visual token pruning for Hugging Face VLMs.")
+    parser.add_argument("--version", action="version", version=f"vtprune {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("methods", help="list the pruning methods, their stages, needs and papers")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument("-v", "--verbose", action="store_true", help="also list every config field")
+    p.add_argument("-v", "--verbose", action="store_true", help="also list every option, its default and its help")
     p.set_defaults(func=_cmd_methods)
 
     p = sub.add_parser("demo", help="every method on the bundled proving-ground model: accuracy, speed, a picture")
-    p.add_argument("--keep", type=float, default=0.222, help="kept share of visual tokens (default 0.222)")
-    p.add_argument("--questions", type=int, default=120, help="proving-ground questions (default 120)")
-    p.add_argument("--out", default="vtprune-demo", help="folder for demo.md, demo.json, demo.png")
+    p.add_argument("--keep", type=budget, default=0.222, help=f"the budget of every method: {KEEP_HELP}; default 0.222")
+    p.add_argument("--questions", type=at_least(1), default=120, help="proving-ground questions (default 120)")
+    p.add_argument("-o", "--out", default="vtprune-demo", help="folder for demo.md, demo.json, demo.png")
     p.add_argument("--device", help="default: cuda if available, else cpu")
     p.set_defaults(func=_cmd_demo)
 
-    from .bench.architectures import ARCHITECTURES
-
-    p = sub.add_parser("bench", help="prefill / TTFT / decode speed, memory and MACs of methods vs unpruned")
+    p = sub.add_parser(
+        "bench", help="prefill / TTFT / decode speed, memory and MACs of methods vs unpruned",
+        description="Speed of methods against the unpruned model, interleaved in one run. The defaults take a few "
+        "minutes on a CPU; for figures with a narrower spread raise --repeats (and --decode-tokens for decoding), "
+        "or measure a real-scale architecture (--arch llava-1.5-7b --layers 4) or checkpoint (--model).",
+    )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--model", help="Hugging Face id or path of a checkpoint (with its processor)")
     source.add_argument("--arch", choices=ARCHITECTURES, help="build this architecture with random weights")
-    p.add_argument("--layers", type=int, help="truncate the language model to this many layers (--arch)")
+    p.add_argument("--layers", type=at_least(1), help="truncate the language model to this many layers (--arch)")
     p.add_argument("--method", nargs="+", help="methods to measure (default: all)")
-    p.add_argument("--keep", nargs="+", default=["0.222"], help="budgets: counts (128) or ratios (0.222)")
-    p.add_argument("--batch", type=int, default=1, help="prompts per batch (default 1)")
-    p.add_argument("--prompt-tokens", type=int, default=64, help="text tokens per synthetic prompt (--arch)")
-    p.add_argument("--grid", type=int, nargs=2, default=[32, 32], metavar=("ROWS", "COLS"),
+    p.add_argument("--keep", nargs="+", type=budget, default=[0.222], help=f"budgets: {KEEP_HELP}; default 0.222")
+    p.add_argument("--batch", type=at_least(1), default=1, help="prompts per batch (default 1)")
+    p.add_argument("--prompt-tokens", type=at_least(2), default=64, help="text tokens per synthetic prompt (--arch)")
+    p.add_argument("--grid", type=at_least(1), nargs=2, default=[32, 32], metavar=("ROWS", "COLS"),
                    help="Qwen image token grid for synthetic prompts (default 32 32)")
-    p.add_argument("--repeats", type=_at_least(1), default=5)
-    p.add_argument("--warmup", type=_at_least(0), default=1)
-    p.add_argument("--decode-tokens", type=_at_least(1), default=16,
-                   help="tokens generated per repetition; 1 times the prefill only (default 16)")
+    p.add_argument("--repeats", type=at_least(1), default=5, help="timed repetitions (default 5)")
+    p.add_argument("--warmup", type=at_least(0), default=1, help="untimed repetitions first (default 1)")
+    p.add_argument("--decode-tokens", type=at_least(1), default=4,
+                   help="tokens generated per repetition; 1 times the first token only (default 4)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", help="default: cuda if available, else cpu")
-    p.add_argument("--out", default="vtprune-bench", help="folder for bench.json and bench.png")
+    p.add_argument("-o", "--out", default="vtprune-bench", help="folder for bench.json and bench.png")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("show", help="PNG of the visual tokens methods keep for one image and prompt")
@@ -142,12 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt", required=True, help="the question or instruction about the image")
     p.add_argument("--method", nargs="+", action="extend", required=True,
                    help="methods to draw, one row each (repeatable)")
-    p.add_argument("--keep", nargs="+", type=_keep, default=[0.222],
-                   help="budgets, one column each: counts (128) or ratios (0.222); default 0.222")
+    p.add_argument("--keep", nargs="+", type=budget, default=[0.222],
+                   help=f"budgets, one column each: {KEEP_HELP}; default 0.222")
     p.add_argument("--model", help="Hugging Face id or path of a checkpoint (default: the proving-ground model)")
     p.add_argument("--stages", action="store_true", help="one panel per stage (in-LLM methods prune at several layers)")
-    p.add_argument("--out", default="vtprune-show.png", help="the PNG to write (default vtprune-show.png)")
-    p.add_argument("--panel-size", type=int, default=448, help="longest side of each panel in pixels (default 448)")
+    p.add_argument("-o", "--out", default="vtprune-show.png", help="the PNG to write (default vtprune-show.png)")
+    p.add_argument("--panel-size", type=at_least(1), default=448,
+                   help="longest side of each panel in pixels (default 448)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", help="default: cuda if available, else cpu")
     p.set_defaults(func=_cmd_show)
@@ -159,8 +200,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .preflight import RequestError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except RequestError as error:
+        print(f"vtprune {args.command}: error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

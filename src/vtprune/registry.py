@@ -14,11 +14,12 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass
-from typing import Callable, NamedTuple, Union
-
-import torch
+from typing import TYPE_CHECKING, Callable, NamedTuple, Union
 
 from .config import PruneConfig
+
+if TYPE_CHECKING:
+    import torch
 
 PRE_LLM = "pre_llm"
 _LLM_STAGE = re.compile(r"^llm:(\d+)$")
@@ -42,16 +43,26 @@ class Selection(NamedTuple):
     owner: torch.Tensor | None = None
 
 
-SelectFn = Callable[..., Union[Selection, torch.Tensor]]
+SelectFn = Callable[..., Union[Selection, "torch.Tensor"]]
+
+
+ShareFn = Callable[[int, int, PruneConfig], int]
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One point where a method prunes."""
+    """One point where a method prunes.
+
+    share: tokens this stage keeps of an image, from the image's budget and token count
+           (``share(budget, tokens, config)``; STS's first stage keeps a pool of 2B);
+           ``None``: the budget. Computed per image, then shared among the image's
+           grids like the budget, and passed to ``select`` as its budget.
+    """
 
     where: str
     select: SelectFn
     needs: frozenset[str] = frozenset()
+    share: ShareFn | None = None
 
     def __post_init__(self) -> None:
         if self.where != PRE_LLM and not _LLM_STAGE.match(self.where):
@@ -152,9 +163,8 @@ def register(
 
 
 def _ensure_loaded() -> None:
-    # Importing the package registers every method. By module path, because the
-    # attribute ``vtprune.methods`` is the public listing function.
-    importlib.import_module(f"{__package__}.methods")
+    # By module path, because the attribute ``vtprune.methods`` is the public listing function.
+    importlib.import_module(f"{__package__}.methods").load_all()
 
 
 def method_names() -> list[str]:

@@ -18,6 +18,9 @@ from torch import nn
 
 PAD_ID = 0
 TEXT_IDS = (3, 240)  # random text tokens are drawn from this id range
+# Decoder layers of the tiny models: deep enough for every method's defaults (in-LLM
+# stages after layer 2; PDrop's stages averaging keep=0.222 down).
+DEFAULT_LAYERS = 6
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ def _finish(model: nn.Module, seed: int, dtype: torch.dtype, scale: float) -> nn
 
 
 def tiny_llava(
-    seed: int = 0, dtype: torch.dtype = torch.float32, *, grid: int = 8, layers: int = 2, attn: str = "sdpa"
+    seed: int = 0, dtype: torch.dtype = torch.float32, *, grid: int = 8, layers: int = DEFAULT_LAYERS, attn: str = "sdpa"
 ) -> nn.Module:
     """A LlavaForConditionalGeneration with a ``grid`` x ``grid`` token grid per image.
     The same seed gives the same weights whatever the attention implementation."""
@@ -73,7 +76,7 @@ def tiny_llava(
 
 
 def tiny_qwen2_vl(
-    seed: int = 0, dtype: torch.dtype = torch.float32, *, version: str = "2.5", layers: int = 2, attn: str = "sdpa"
+    seed: int = 0, dtype: torch.dtype = torch.float32, *, version: str = "2.5", layers: int = DEFAULT_LAYERS, attn: str = "sdpa"
 ) -> nn.Module:
     """A Qwen2-VL (``version="2"``) or Qwen2.5-VL (``"2.5"``) model with M-RoPE."""
     import transformers as tf
@@ -105,7 +108,7 @@ def tiny_qwen2_vl(
 ANYRES_PINPOINTS = [[24, 48], [48, 24], [48, 48], [24, 72], [72, 24]]
 
 
-def tiny_llava_next(seed: int = 0, dtype: torch.dtype = torch.float32, *, layers: int = 2, attn: str = "sdpa") -> nn.Module:
+def tiny_llava_next(seed: int = 0, dtype: torch.dtype = torch.float32, *, layers: int = DEFAULT_LAYERS, attn: str = "sdpa") -> nn.Module:
     """A LlavaNextForConditionalGeneration: CLIP tiles of 24 px (6 x 6 tokens), anyres."""
     from transformers import CLIPVisionConfig, LlamaConfig, LlavaNextConfig, LlavaNextForConditionalGeneration
 
@@ -127,7 +130,7 @@ def tiny_llava_next(seed: int = 0, dtype: torch.dtype = torch.float32, *, layers
 
 
 def tiny_llava_onevision(
-    seed: int = 0, dtype: torch.dtype = torch.float32, *, layers: int = 2, attn: str = "sdpa"
+    seed: int = 0, dtype: torch.dtype = torch.float32, *, layers: int = DEFAULT_LAYERS, attn: str = "sdpa"
 ) -> nn.Module:
     """A LlavaOnevisionForConditionalGeneration: SigLIP tiles (no CLS) of 24 px, a Qwen2
     language model, anyres with "anyres_max_2" so large images are also shrunk."""

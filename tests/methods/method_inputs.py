@@ -160,7 +160,8 @@ def run_method(config: PruneConfig, bank: SignalBank, num_layers: int = 32) -> O
         given = {name: _current(bank[name], name, token_index) for name in names}
         signals = Signals.from_tensors(bank.grid, token_index=token_index, **given)
         selection = check_selection(
-            stage.select(signals, budget, config), bank.images, token_index.shape[1], stage.where
+            stage.select(signals, budget if stage.share is None else stage.share(budget, n, config), config),
+            bank.images, token_index.shape[1], stage.where,
         )
         keep, order = selection.keep.sort(dim=1)
         if selection.features is not None:

@@ -28,7 +28,7 @@ def mean_distance_to_nearest_kept(coords: torch.Tensor, keep: torch.Tensor) -> f
 def test_stage_one_covers_the_grid_better_than_saliency_top_k() -> None:
     visual, saliency, coords = blob_image()
     signals = Signals.from_tensors((12, 12), visual=visual, vision_saliency=saliency)
-    keep = select_structure(signals, 12, STSConfig(keep=12))
+    keep = select_structure(signals, 24, STSConfig(keep=12))
     assert keep.shape == (1, 24)  # M1 = 2B
     top_k = saliency[0].topk(24).indices
     sts = mean_distance_to_nearest_kept(coords, keep[0])
@@ -61,7 +61,7 @@ def test_stage_one_is_the_greedy_energy_minimiser() -> None:
     bank = SignalBank(images=2, grid=(5, 5), text_lengths=(2, 2), seed=3)
     config = STSConfig(keep=5, w_p=0.7, w_f=1.3, sigma_f=0.4)
     signals = signals_for(bank, "visual", "vision_saliency")
-    keep = select_structure(signals, 5, config)
+    keep = select_structure(signals, 10, config)
     for i in range(2):
         expected = energy_reference(
             bank["visual"][i], bank["vision_saliency"][i], signals.coords[i], 10, config, sigma_p=5 / 4
@@ -72,9 +72,9 @@ def test_stage_one_is_the_greedy_energy_minimiser() -> None:
 def test_default_spatial_range_is_a_quarter_of_the_grid_side() -> None:
     bank = SignalBank(images=1, grid=(6, 8), text_lengths=(2,), seed=2)
     signals = signals_for(bank, "visual", "vision_saliency")
-    default = select_structure(signals, 6, STSConfig(keep=6))
-    explicit = select_structure(signals, 6, STSConfig(keep=6, sigma_p=2.0))  # max(6, 8) / 4
-    other = select_structure(signals, 6, STSConfig(keep=6, sigma_p=0.5))
+    default = select_structure(signals, 12, STSConfig(keep=6))
+    explicit = select_structure(signals, 12, STSConfig(keep=6, sigma_p=2.0))  # max(6, 8) / 4
+    other = select_structure(signals, 12, STSConfig(keep=6, sigma_p=0.5))
     assert torch.equal(default, explicit) and not torch.equal(default, other)
 
 
@@ -82,7 +82,7 @@ def test_feature_norm_saliency_needs_only_the_features() -> None:
     (first, _) = get_method("sts").stages(STSConfig(saliency="norm"), 32)
     assert first.needs == {"visual"}
     bank = SignalBank(images=2, seed=4)
-    keep = select_structure(signals_for(bank, "visual"), 6, STSConfig(keep=6, saliency="norm"))
+    keep = select_structure(signals_for(bank, "visual"), 12, STSConfig(keep=6, saliency="norm"))
     assert torch.equal(keep[:, 0], bank["visual"].norm(dim=-1).argmax(dim=1))
 
 
@@ -111,7 +111,7 @@ def test_two_stages_end_to_end() -> None:
     bank = SignalBank(images=2, grid=(8, 8), text_lengths=(4, 2), seed=5)
     outcome = run_method(STSConfig(keep=10), bank)
     assert outcome.stage_sizes == [20, 10]
-    pool = select_structure(signals_for(bank, "visual", "vision_saliency"), 10, STSConfig(keep=10))
+    pool = select_structure(signals_for(bank, "visual", "vision_saliency"), 20, STSConfig(keep=10))
     mask = bank.text_mask().float()
     rows = bank["attn_rows@llm:2"]
     score = (rows * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)

@@ -3,6 +3,7 @@ further, merge groups outlined, at patch positions worked out by hand for each g
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -127,3 +128,24 @@ def test_bad_arguments_name_the_parameter():
         overlay(grey_image(80, 40), [0], (2, 4), merge=[0, 1])
     with pytest.raises(TypeError, match="grid"):
         overlay(grey_image(80, 40), [0], "2x4")
+
+
+def test_the_key_shows_the_original_the_prompt_and_a_legend():
+    from vtprune.viz import legend, with_key
+    from vtprune.viz.draw import LEGEND, SWATCH
+
+    assert [kind for kind, _ in LEGEND] == ["kept", "pruned", "unseen", "merged"]
+    full, plain = legend(), legend(merged=False)
+    assert full.height > plain.height  # one line per entry; no merge outline line without merging
+    picture = Image.new("RGB", (100, 50), (10, 20, 30))
+    original = Image.new("RGB", (40, 30), (200, 100, 50))
+    keyed = with_key(picture, prompt="what colour is the square?", original=original)
+    assert keyed.height > picture.height + original.height and keyed.width >= picture.width
+    assert keyed.crop((0, 0, 100, 50)).tobytes() == picture.tobytes()  # the picture stays on top
+    pixels = np.asarray(keyed)[picture.height:]
+    assert ((pixels == (200, 100, 50)).all(-1)).sum() == 40 * 30  # the original, whole
+    with_prompt, without = with_key(picture, prompt="q"), with_key(picture)
+    assert with_prompt.height > without.height
+    # The swatches are drawn the way the panels are: kept bright, pruned and unseen darker.
+    swatches = np.asarray(full)[4 : 4 + SWATCH[1], 4 : 4 + SWATCH[0]].astype(float)
+    assert swatches.mean() > np.asarray(full)[4 + SWATCH[1] + 6 : 4 + 2 * SWATCH[1] + 6, 4 : 4 + SWATCH[0]].mean()

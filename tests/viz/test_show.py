@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from vtprune import preflight
 from vtprune.cli import main
 from vtprune.testing import tiny_llava, tiny_qwen2_vl
 from vtprune.viz import geometry_for
@@ -50,7 +51,11 @@ def test_methods_by_budgets_grid(llava_dir, grey_png, tmp_path, capsys):
     picture = Image.open(out).convert("RGB")
     # Panels of 240 x 160 (300 x 200 shrunk) over a caption strip; 2 methods x 2 budgets.
     cell_w, cell_h = 240 + MARGIN, 160 + CAPTION_HEIGHT + MARGIN
-    assert picture.size == (2 * cell_w + MARGIN, 2 * cell_h + MARGIN)
+    grid_w, grid_h = 2 * cell_w + MARGIN, 2 * cell_h + MARGIN
+    assert picture.width >= grid_w and picture.height > grid_h
+    # Under the panels: the original image, untouched (grey), then the prompt and the legend.
+    original = np.asarray(picture.crop((MARGIN, grid_h + MARGIN, MARGIN + 240, grid_h + MARGIN + 160)))
+    assert (original == GREY).all()
 
     # The processor resizes 300 x 200 to 48 x 32 and crops the middle 32 x 32: original
     # x in [50, 250), shown at [40, 200). Left of it no token saw; inside, a quarter of
@@ -76,7 +81,7 @@ def test_stages_of_an_in_llm_method(llava_dir, grey_png, tmp_path, capsys):
     picture = Image.open(out).convert("RGB")
     # One row: the LLM input (all 64 kept), then after layer 2 (16 kept), inside the grid's margins.
     row_w, row_h = 2 * (240 + MARGIN) + MARGIN, 160 + CAPTION_HEIGHT + 2 * MARGIN
-    assert picture.size == (row_w + 2 * MARGIN, row_h + 2 * MARGIN)
+    assert picture.width >= row_w + 2 * MARGIN and picture.height > row_h + 2 * MARGIN  # the key under it
     first = np.asarray(picture)[2 * MARGIN : 2 * MARGIN + 160, 2 * MARGIN + 41 : 2 * MARGIN + 199, 0]
     second_left = 3 * MARGIN + 240
     second = np.asarray(picture)[2 * MARGIN : 2 * MARGIN + 160, second_left + 41 : second_left + 199, 0]
@@ -105,24 +110,26 @@ def test_default_model_is_the_proving_ground(grey_png, tmp_path, monkeypatch):
         return model, tiny_llava_processor(model)
 
     monkeypatch.setitem(sys.modules, "vtprune.proving_ground", types.SimpleNamespace(load=load))
+    monkeypatch.setattr(preflight, "proving_ground_config", lambda path=None: tiny_llava().config)
     out = tmp_path / "default.png"
     code = main(["show", str(grey_png), "--prompt", "w5", "--method", "uniform", "--out", str(out), "--device", "cpu"])
     assert code == 0
     assert calls == [(torch.device("cpu"), torch.float32)]
-    assert Image.open(out).size == (448 + 2 * MARGIN, 299 + CAPTION_HEIGHT + 2 * MARGIN)  # 300 x 200 at 448 px
+    picture = Image.open(out)  # 300 x 200 at 448 px, over the key
+    assert picture.width >= 448 + 2 * MARGIN and picture.height > 299 + CAPTION_HEIGHT + 2 * MARGIN
 
 
 def test_errors_are_reported_before_loading(grey_png, tmp_path, capsys):
     missing = tmp_path / "no-model"
     assert main(["show", str(grey_png), "--prompt", "w5", "--method", "nosuch", "--model", str(missing)]) == 2
-    assert "method must be one of" in capsys.readouterr().out
-    assert main(["show", str(grey_png), "--prompt", "w5", "--method", "uniform", "--keep", "1.5",
-                 "--model", str(missing)]) == 2
-    assert "keep must be" in capsys.readouterr().out
+    assert "method must be one of" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["show", str(grey_png), "--prompt", "w5", "--method", "uniform", "--keep", "1.5", "--model", str(missing)])
+    assert "argument --keep: must be a token count" in capsys.readouterr().err
     assert main(["show", str(tmp_path / "none.png"), "--prompt", "w5", "--method", "uniform"]) == 2
-    assert "could not be read" in capsys.readouterr().out
+    assert "could not be read" in capsys.readouterr().err
     assert main(["show", str(grey_png), "--prompt", "w5", "--method", "uniform", "--model", str(missing)]) == 2
-    assert "could not be loaded" in capsys.readouterr().out
+    assert "could not be loaded" in capsys.readouterr().err
 
 
 def test_prompt_uses_the_chat_template_if_the_processor_has_one():

@@ -3,8 +3,6 @@ spent inside vtprune's own hooks."""
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -27,45 +25,38 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 @contextmanager
 def peak_memory(device: torch.device) -> Iterator[dict]:
-    """Peak memory of the block above what was in use before it: CUDA allocations on a
-    GPU, the process's resident memory (sampled every millisecond) on a CPU."""
+    """Peak memory of the block above what was in use before it, where the device
+    measures it: CUDA allocations. Elsewhere ``bytes`` is ``None`` (a process's resident
+    memory says nothing about one forward: allocators keep and reuse what they freed)."""
     result: dict = {}
-    if device.type == "cuda":
-        synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
+    if device.type != "cuda":
         yield result
-        synchronize(device)
-        result["bytes"] = torch.cuda.max_memory_allocated(device) - base
-        result["kind"] = "cuda allocated"
+        result["bytes"], result["kind"] = None, f"not measured on {device.type}"
         return
-    if not os.path.exists("/proc/self/statm"):
-        yield result
-        result["bytes"], result["kind"] = None, "unavailable"
-        return
-    base, peak, done = _rss_bytes(), [0], threading.Event()
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    yield result
+    synchronize(device)
+    result["bytes"] = torch.cuda.max_memory_allocated(device) - base
+    result["kind"] = "cuda allocated"
 
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_bytes())
-            time.sleep(0.001)
 
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield result
-    finally:
-        done.set()
-        thread.join()
-        peak[0] = max(peak[0], _rss_bytes())
-        result["bytes"], result["kind"] = max(0, peak[0] - base), "process RSS"
+class StepClock:
+    """A logits processor for ``generate`` that only notes when each step's logits are
+    ready (``stamps``, after a device sync): the first is the time to the first token,
+    the rest time the decoding."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.stamps: list[float] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        synchronize(self.device)
+        self.stamps.append(time.perf_counter())
+        return scores
 
 
 class HookTimer:

@@ -10,19 +10,21 @@ unpruned model of the same run, with the ideal ratio from the MAC formula beside
 from __future__ import annotations
 
 import math
-import statistics
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from transformers import LogitsProcessorList
 
 from .. import prune, validate
 from ..runtime.cache_argument import cache_of
 from ..runtime.record import PruneStats
+from .figures import Figure
 from .flops import language_layer, prefill_macs, vision_macs
 from .inputs import Target
-from .measure import HookTimer, cache_bytes, peak_memory, timed
+from .measure import HookTimer, StepClock, cache_bytes, peak_memory, synchronize, timed
 
 
 @dataclass(frozen=True)
@@ -40,15 +42,16 @@ class Variant:
 
 @dataclass
 class Row:
-    """Everything measured for one variant."""
+    """Everything measured for one variant (times per repetition, in seconds)."""
 
     label: str
     method: str | None
     keep: float | int | None
-    prefill_s: list[float] = field(default_factory=list)
-    ttft_s: list[float] = field(default_factory=list)
-    generate_s: list[float] = field(default_factory=list)  # generate with decode_tokens new tokens
-    peak_memory_bytes: int | None = None
+    prefill_s: list[float] = field(default_factory=list)  # one forward over the prompt
+    ttft_s: list[float] = field(default_factory=list)  # generate, up to its first token
+    decode_s: list[float] = field(default_factory=list)  # generate, from its first token to its last
+    generate_s: list[float] = field(default_factory=list)  # the whole generate
+    peak_memory_bytes: int | None = None  # where the device measures it (CUDA)
     memory_kind: str = ""
     kv_cache_bytes: int = 0  # the KV cache after the prefill
     selection_s: float = 0.0
@@ -58,45 +61,41 @@ class Row:
     llm_macs: int = 0
     vision_macs: int = 0
     config: dict | None = None
-
-    @staticmethod
-    def _median(values: list[float]) -> float:
-        return statistics.median(values) if values else float("nan")
-
-    @staticmethod
-    def _spread(values: list[float]) -> float:
-        """Interquartile range (or the range, under four values)."""
-        if len(values) < 2:
-            return 0.0
-        if len(values) < 4:
-            return max(values) - min(values)
-        quartiles = statistics.quantiles(values, n=4)
-        return quartiles[2] - quartiles[0]
-
     new_tokens: int = 0  # tokens decoded after the first, summed over the batch
 
+    @staticmethod
+    def _median(values: list[float]) -> float | None:
+        return Figure.of(values).median
+
     @property
-    def decode_tokens_per_s(self) -> float:
-        """Decoding throughput: the tokens after the first over the time generate spends
-        beyond the first token (medians, so one slow repetition does not decide)."""
-        extra = self._median(self.generate_s) - self._median(self.ttft_s)
-        # One decoded token (or a generate no slower than its first token) measures no
-        # decoding: not a number rather than a throughput of zero.
-        return self.new_tokens / extra if self.new_tokens and extra > 0 else float("nan")
+    def decode_tokens_per_s(self) -> float | None:
+        """Decoding throughput: the tokens after the first over the time generate took
+        from its first token to its last (median over repetitions); ``None`` when only
+        one token was generated."""
+        seconds = Figure.of(self.decode_s).median
+        return self.new_tokens / seconds if self.new_tokens and seconds else None
+
+    @property
+    def memory_bytes(self) -> int | None:
+        """The memory figure: peak memory where the device measures it, else (CPU) the
+        exact bytes of the KV cache after the prefill."""
+        return self.peak_memory_bytes if self.peak_memory_bytes is not None else self.kv_cache_bytes
 
     def summary(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if not isinstance(v, list)}
         out["decode_tokens_per_s"] = self.decode_tokens_per_s
-        for name in ("prefill_s", "ttft_s", "generate_s"):
+        out["memory_bytes"] = self.memory_bytes
+        for name in ("prefill_s", "ttft_s", "decode_s", "generate_s"):
             values = getattr(self, name)
-            out[name] = {"median": self._median(values), "spread": self._spread(values), "values": values}
+            figure = Figure.of(values)
+            out[name] = {"median": figure.median, "spread": figure.spread, "values": values}
         return out
 
 
-def _ratio(value: float | None, reference: float | None) -> float:
-    """value / reference, or not a number where either is missing or the reference is 0."""
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    """value / reference, or ``None`` where either is missing or the reference is 0."""
     if value is None or reference is None or not reference or math.isnan(reference):
-        return float("nan")
+        return None
     return value / reference
 
 
@@ -113,16 +112,28 @@ class BenchResult:
     def baseline(self) -> Row:
         return self.rows[0]
 
-    def ratios(self, row: Row) -> dict[str, float]:
-        """Measured and ideal ratios of ``row`` to the unpruned model (time: < 1 is faster)."""
+    def speedups(self, row: Row) -> dict[str, Figure]:
+        """Measured speed-ups of ``row`` over the unpruned model (> 1 is faster), each
+        the median of the per-repetition ratios (repetition i of both ran back to back)
+        with its spread: prefill, time to first token, decode throughput."""
         base = self.baseline
         return {
-            "prefill_time": _ratio(Row._median(row.prefill_s), Row._median(base.prefill_s)),
-            "ttft": _ratio(Row._median(row.ttft_s), Row._median(base.ttft_s)),
-            "decode_throughput": _ratio(row.decode_tokens_per_s, base.decode_tokens_per_s),
+            "prefill": Figure.ratio(base.prefill_s, row.prefill_s),
+            "ttft": Figure.ratio(base.ttft_s, row.ttft_s),
+            "decode": Figure.ratio(base.decode_s, row.decode_s),  # same tokens: time ratio = throughput ratio
+        }
+
+    def ratios(self, row: Row) -> dict[str, float | None]:
+        """Measured and ideal ratios of ``row`` to the unpruned model (time: < 1 is
+        faster; measured ones are medians of per-repetition ratios)."""
+        base = self.baseline
+        return {
+            "prefill_time": Figure.ratio(row.prefill_s, base.prefill_s).median,
+            "ttft": Figure.ratio(row.ttft_s, base.ttft_s).median,
+            "decode_throughput": Figure.ratio(base.decode_s, row.decode_s).median,
             "ideal_prefill_time": _ratio(row.llm_macs + row.vision_macs, base.llm_macs + base.vision_macs),
             "ideal_llm_time": _ratio(row.llm_macs, base.llm_macs),
-            "memory": _ratio(row.peak_memory_bytes, base.peak_memory_bytes),
+            "memory": _ratio(row.memory_bytes, base.memory_bytes),
             "kv_cache": _ratio(row.kv_cache_bytes, base.kv_cache_bytes),
             "selection_share": _ratio(row.selection_s, Row._median(base.prefill_s)),
         }
@@ -131,7 +142,11 @@ class BenchResult:
         return {
             "target": self.target,
             "settings": self.settings,
-            "rows": [{**row.summary(), "ratios": self.ratios(row)} for row in self.rows],
+            "rows": [
+                {**row.summary(), "ratios": self.ratios(row),
+                 "speedups": {k: f.to_dict() for k, f in self.speedups(row).items()}}
+                for row in self.rows
+            ],
             "skipped": self.skipped,
         }
 
@@ -171,9 +186,12 @@ def run_bench(
     repeats: int = 5,
     warmup: int = 1,
     decode_tokens: int = 16,
+    generate: bool = True,
     progress: Any = None,
 ) -> BenchResult:
-    """Measure ``variants`` (the unpruned model is added first) on ``target``."""
+    """Measure ``variants`` (the unpruned model is added first) on ``target``: the
+    prefill and, with ``generate``, a ``generate`` call of ``decode_tokens`` tokens
+    (time to the first token and decoding)."""
     for name, value, least in (("repeats", repeats, 1), ("warmup", warmup, 0), ("decode_tokens", decode_tokens, 1)):
         if not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
@@ -209,18 +227,15 @@ def run_bench(
         for rep in range(warmup + repeats):
             for variant, row in zip(variants, rows):
                 handle = apply(variant)
-                prefill = timed(lambda: model(**batch, use_cache=True, logits_to_keep=1), device)
-                first = timed(lambda: model.generate(**batch, max_new_tokens=1, **generate_args), device)
-                # One decoded token is the first token: nothing more to time.
-                whole = first if decode_tokens == 1 else timed(
-                    lambda: model.generate(**batch, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens, **generate_args), device)
+                try:
+                    times = _timings(model, batch, device, decode_tokens if generate else 0, generate_args)
+                finally:
+                    if handle is not None:
+                        handle.remove()
                 if rep >= warmup:
-                    row.prefill_s.append(prefill)
-                    row.ttft_s.append(first)
-                    row.generate_s.append(whole)
-                    row.new_tokens = batch["input_ids"].shape[0] * (decode_tokens - 1)
-                if handle is not None:
-                    handle.remove()
+                    for name, seconds in times.items():
+                        getattr(row, name).append(seconds)
+                    row.new_tokens = batch["input_ids"].shape[0] * (decode_tokens - 1) if generate else 0
                 if progress is not None:
                     progress.update(1)
 
@@ -228,7 +243,8 @@ def run_bench(
         for variant, row in zip(variants, rows):
             handle = apply(variant)
             with peak_memory(device) as memory:
-                model.generate(**batch, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens, **generate_args)
+                if device.type == "cuda":
+                    model.generate(**batch, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens, **generate_args)
             row.peak_memory_bytes, row.memory_kind = memory.get("bytes"), memory.get("kind", "")
             row.kv_cache_bytes = cache_bytes(cache_of(model(**batch, use_cache=True, logits_to_keep=1)))
             if handle is not None:
@@ -245,16 +261,38 @@ def run_bench(
     settings = {
         "repeats": repeats,
         "warmup": warmup,
-        "decode_tokens": decode_tokens,
+        "decode_tokens": decode_tokens if generate else 0,
         "batch_size": int(batch["input_ids"].shape[0]),
         "prompt_tokens": int(batch["input_ids"].shape[1]),
         "device": str(device),
         "dtype": str(next(model.parameters()).dtype),
         "attention": model.config._attn_implementation,
+        "memory": "peak CUDA allocation" if device.type == "cuda" else
+                  f"KV cache after the prefill (exact; peak memory is not measured on {device.type})",
         "torch": torch.__version__,
         "transformers": __import__("transformers").__version__,
     }
     return BenchResult(target.name, settings, rows, skipped)
+
+
+def _timings(model, batch, device, decode_tokens: int, generate_args: dict) -> dict[str, float]:
+    """One repetition: the prefill and, unless ``decode_tokens`` is 0, one generate call
+    timed up to its first token and from there to its last (a clock stamps every
+    step's logits)."""
+    times = {"prefill_s": timed(lambda: model(**batch, use_cache=True, logits_to_keep=1), device)}
+    if not decode_tokens:
+        return times
+    clock = StepClock(device)
+    synchronize(device)
+    start = time.perf_counter()
+    model.generate(**batch, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens,
+                   logits_processor=LogitsProcessorList([clock]), **generate_args)
+    synchronize(device)
+    times["generate_s"] = time.perf_counter() - start
+    times["ttft_s"] = clock.stamps[0] - start
+    if decode_tokens > 1:
+        times["decode_s"] = clock.stamps[-1] - clock.stamps[0]
+    return times
 
 
 def _hooked_modules(handle) -> list[torch.nn.Module]:

@@ -5,8 +5,20 @@
 * ``campaign``: resumable, shardable runs of many methods and budgets (``vtprune eval``);
 * ``runner_hf`` and ``lmms_model``: any checkpoint with its processor, and the lmms-eval
   model ``vtprune`` for real benchmarks.
+
+The names below are imported on first use (``vtprune eval --help`` needs none of them).
 """
 
-from .proving import Comparison, Run, compare_methods, default_examples, evaluate
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["Comparison", "Run", "compare_methods", "default_examples", "evaluate"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'vtprune.eval' has no attribute {name!r}")
+    from . import proving
+
+    return getattr(proving, name)

@@ -10,7 +10,7 @@ budget) on the same questions, resumable and shardable.
 * Results: accuracy overall and per question family, retention (pruned / unpruned),
   visual tokens at the LLM input and averaged over layers, the exact configs and the
   versions, as ``results.json`` and ``results.md``, and ``accuracy.png`` (accuracy
-  against the kept share of visual tokens, per method).
+  against the budget asked for, per method, with the layer-averaged share beside each point).
 """
 
 from __future__ import annotations
@@ -242,8 +242,20 @@ def markdown(rows: list[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def asked_share(row: dict) -> float | None:
+    """The budget a row's user asked for, as a share of the image's tokens: a ratio as
+    given, a count over the visual tokens before pruning."""
+    keep = row["keep"]
+    if isinstance(keep, float):
+        return keep
+    before = row.get("visual_before")
+    return min(1.0, keep / before) if before else None
+
+
 def plot(rows: list[dict], path: Path, title: str) -> None:
-    """Accuracy against the kept share of visual tokens (averaged over layers), per method."""
+    """Accuracy against the budget asked for, per method; each point is labelled with
+    the share of visual tokens the language model's layers saw on average, where that
+    differs from the budget (in-LLM methods see every token in their first layers)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -255,13 +267,18 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     methods = sorted({r["method"] for r in rows[1:]})
     colors = plt.get_cmap("tab20")(range(len(methods)))
     for color, method in zip(colors, methods):
-        mine = sorted((r for r in rows[1:] if r["method"] == method and r["visual_before"]),
-                      key=lambda r: r["visual_layer_avg"])
-        ax.plot([r["visual_layer_avg"] / r["visual_before"] for r in mine], [100 * r["accuracy"] for r in mine],
-                "o-", color=color, label=method)
-    ax.set_xlabel("visual tokens kept (averaged over layers) / before")
+        mine = sorted((r for r in rows[1:] if r["method"] == method and asked_share(r) is not None), key=asked_share)
+        xs = [asked_share(r) for r in mine]
+        ax.plot(xs, [100 * r["accuracy"] for r in mine], "o-", color=color, label=method)
+        for x, row in zip(xs, mine):
+            if row["visual_before"] and row["visual_layer_avg"] is not None:
+                average = row["visual_layer_avg"] / row["visual_before"]
+                if abs(average - x) > 0.01:
+                    ax.annotate(f"avg {average:.2f}", (x, 100 * row["accuracy"]), textcoords="offset points",
+                                xytext=(4, -9), fontsize=6, color=color)
+    ax.set_xlabel("budget asked for (keep, as a share of each image's visual tokens)")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title + "\n'avg': share of visual tokens seen per layer, averaged over the layers", fontsize=9)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path)

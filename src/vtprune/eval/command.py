@@ -10,52 +10,75 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from ..arguments import at_least, budget
 
-from .campaign import Campaign, Variant, markdown, plot, runnable, summarize, versions, with_retention
+if TYPE_CHECKING:
+    import torch
 
-DEFAULT_KEEPS = ["0.111", "0.222", "0.333"]
+    from .campaign import Variant
+
+DEFAULT_KEEPS = [0.111, 0.222, 0.333]
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="accuracy of methods and budgets vs the unpruned model")
     p.add_argument("--method", nargs="+", help="methods to evaluate (default: all)")
-    p.add_argument("--keep", nargs="+", default=DEFAULT_KEEPS, help="budgets: counts (128) or ratios (0.222)")
+    p.add_argument("--keep", nargs="+", type=budget, default=DEFAULT_KEEPS,
+                   help="budgets: counts (128) or ratios (0.222); default 0.111 0.222 0.333")
     p.add_argument("--model", help="with --task: a Hugging Face id or path, run through lmms-eval; without: a "
                    "proving-ground checkpoint folder (default: the bundled model)")
     p.add_argument("--task", help="comma-separated lmms-eval tasks, e.g. pope,gqa (needs vtprune[lmms])")
     p.add_argument("--include-path", help="folder of extra lmms-eval task definitions")
-    p.add_argument("--limit", type=int, help="questions (proving ground) or documents per task (lmms-eval)")
+    p.add_argument("--limit", type=at_least(1), help="questions (proving ground) or documents per task (lmms-eval)")
     p.add_argument("--corruption", choices=["noise", "blur", "occlusion"], help="corrupt the proving ground's images")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--out", default="vtprune-eval", help="folder for results.json, results.md, accuracy.png")
+    p.add_argument("--batch-size", type=at_least(1), default=32, help="prompts per batch (default 32)")
+    p.add_argument("-o", "--out", default="vtprune-eval", help="folder for results.json, results.md, accuracy.png")
     p.add_argument("--resume", action="store_true", help="keep the answers already in --out and go on")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", help="default: cuda if available, else cpu")
     p.set_defaults(func=run)
 
 
-def _keep(text: str) -> int | float:
-    return float(text) if any(c in text for c in ".eE") else int(text)
-
-
 def run(args: argparse.Namespace) -> int:
-    from .. import methods
+    from ..preflight import RequestError, check, checkpoint_config, proving_ground_config
+    from ..registry import method_names
 
-    names = args.method or [m["name"] for m in methods()]
-    variants = [Variant(name, _keep(k)) for name in names for k in args.keep]
+    if args.task and not args.model:
+        raise RequestError("--task needs --model (a Hugging Face id or path)")
+    if args.model and not args.task and not (Path(args.model) / "config.json").is_file():
+        # Without --task, --model names a proving-ground checkpoint (one retrained with
+        # `python -m vtprune.proving_ground.train`); real checkpoints need a task.
+        raise RequestError(f"--model {args.model} without --task must be a folder holding a proving-ground "
+                           "checkpoint; for real benchmarks through lmms-eval add --task")
+    if args.task:
+        from . import lmms_plugin
+        from .lmms_campaign import INSTALL_HINT
+
+        if not lmms_plugin.lmms_eval_available():
+            raise RequestError(INSTALL_HINT)
+    # Every variant is checked against the model's config before the model is loaded.
+    refused = check(args.method, args.keep,
+                    lambda: checkpoint_config(args.model) if args.task else proving_ground_config(args.model))
+    from .campaign import Variant
+
+    names = args.method or method_names()
+    variants = [Variant(name, k) for name in names for k in args.keep]
     out = Path(args.out)
     try:
         if args.task:
-            return _run_lmms(args, variants, out)
+            skipped = {Variant(*key).label: why for key, why in refused.items()}
+            return _run_lmms(args, [v for v in variants if (v.method, v.keep) not in refused], skipped, out)
         return _run_proving_ground(args, variants, out)
     except KeyboardInterrupt:
         print(f"\ninterrupted: what was answered is in {out}; run again with --resume to go on", file=sys.stderr)
         return 130
 
 
-def _device_dtype(args: argparse.Namespace) -> tuple[str, torch.dtype]:
+def _device_dtype(args: argparse.Namespace) -> tuple[str, "torch.dtype"]:
+    import torch
+
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
     return device, dtype
@@ -64,13 +87,9 @@ def _device_dtype(args: argparse.Namespace) -> tuple[str, torch.dtype]:
 def _run_proving_ground(args: argparse.Namespace, variants: list[Variant], out: Path) -> int:
     from .. import active_handle, proving_ground
     from ..progress import progress_bar
+    from .campaign import Campaign, Variant, markdown, plot, runnable, summarize, versions, with_retention
     from .proving import DEFAULT_EXAMPLES, default_examples, evaluate
 
-    # Without --task, --model names a proving-ground checkpoint (one retrained with
-    # `python -m vtprune.proving_ground.train`); real checkpoints need a task.
-    if args.model and not (Path(args.model) / "config.json").is_file():
-        raise SystemExit(f"vtprune eval: --model {args.model} without --task must be a folder holding a proving-ground "
-                         "checkpoint; for real benchmarks through lmms-eval add --task")
     device, dtype = _device_dtype(args)
     model, processor = proving_ground.load(device=device, dtype=dtype, path=args.model)
     examples = default_examples(args.limit or DEFAULT_EXAMPLES, corruption=args.corruption)
@@ -103,21 +122,17 @@ def _run_proving_ground(args: argparse.Namespace, variants: list[Variant], out: 
     return 0
 
 
-def _run_lmms(args: argparse.Namespace, variants: list[Variant], out: Path) -> int:
-    from . import lmms_plugin
-    from .lmms_campaign import INSTALL_HINT, run_lmms
+def _run_lmms(args: argparse.Namespace, variants: list[Variant], skipped: dict[str, str], out: Path) -> int:
+    from .campaign import versions
     from .lmms_campaign import markdown as lmms_markdown
+    from .lmms_campaign import run_lmms
 
-    if not args.model:
-        raise SystemExit("vtprune eval: --task needs --model (a Hugging Face id or path)")
-    if not lmms_plugin.lmms_eval_available():
-        print(f"vtprune eval: {INSTALL_HINT}", file=sys.stderr)
-        return 2
     device, dtype = _device_dtype(args)
     rows = run_lmms(args.model, [t for t in args.task.split(",") if t], variants, batch_size=args.batch_size,
                     limit=args.limit, include_path=args.include_path, device=device, dtype=str(dtype).split(".")[-1])
-    text = lmms_markdown(rows, args.model)
-    _write(out, {"target": args.model, "tasks": args.task, "rows": rows, "versions": versions()}, text)
+    text = lmms_markdown(rows, args.model) + "".join(f"\nnot run: {label}: {why}\n" for label, why in skipped.items())
+    _write(out, {"target": args.model, "tasks": args.task, "rows": rows, "skipped": skipped, "versions": versions()},
+           text)
     print(text)
     return 0
 

@@ -69,14 +69,16 @@ class STSConfig(PruneConfig):
 
 
 def pool_size(budget: int, n: int, config: STSConfig) -> int:
-    """M1: tokens stage 1 passes on to stage 2."""
+    """M1: tokens stage 1 passes on to stage 2, of an image of ``n`` tokens and budget B
+    (the stage's share: computed per image, then split among its grids like B)."""
     return min(n, max(budget, round_half_up(config.pool_factor * budget)))
 
 
-def select_structure(signals: Signals, budget: int, config: STSConfig) -> torch.Tensor:
-    """Stage 1: greedy potential-energy minimisation over space and features."""
+def select_structure(signals: Signals, pool: int, config: STSConfig) -> torch.Tensor:
+    """Stage 1: greedy potential-energy minimisation over space and features, down to
+    ``pool`` tokens (M1 of these images, see :func:`pool_size`)."""
     n = signals.num_tokens
-    size = pool_size(budget, n, config)
+    size = min(n, pool)
     if size >= n:
         return keep_all(signals)
     visual = signals.visual
@@ -117,7 +119,7 @@ def sts_stages(config: STSConfig, num_layers: int) -> list[Stage]:
     first_needs = {"visual", "vision_saliency"} if config.saliency == "vision" else {"visual"}
     where = f"llm:{config.layer}"
     return [
-        Stage(PRE_LLM, select_structure, frozenset(first_needs)),
+        Stage(PRE_LLM, select_structure, frozenset(first_needs), share=pool_size),
         Stage(where, select_instruction, frozenset({f"attn_rows@{where}"})),
     ]
 

@@ -18,6 +18,20 @@ def require_int(name: str, value: Any, *, low: int | None = None) -> int:
     return int(value)
 
 
+def require_layer(name: str, value: int, num_layers: int) -> int:
+    """An in-LLM layer K of a model with ``num_layers`` decoder layers: the stage acts
+    after the first K layers, so K must be in [1, num_layers - 1]."""
+    if not 1 <= value < num_layers:
+        if num_layers < 2:
+            raise ValueError(f"{name}={value}: this model's {num_layers} decoder layer leaves no room to prune inside "
+                             "the language model; choose a method that prunes before it")
+        raise ValueError(
+            f"{name} must be in [1, {num_layers - 1}] (prune after that many of this model's {num_layers} "
+            f"decoder layers); got {value}"
+        )
+    return value
+
+
 def require_real(
     name: str,
     value: Any,

@@ -22,6 +22,17 @@ def family_support() -> list[tuple[str, tuple[str, ...], list[str]]]:
     return [(a.family, a.model_classes, sorted(a.signals)) for a in ADAPTERS]
 
 
+def adapter_class_for_config(config: object) -> type[ModelAdapter]:
+    """The adapter class for a model with this transformers config (nothing is loaded);
+    ``TypeError`` naming the supported families otherwise."""
+    for adapter in ADAPTERS:
+        if adapter.handles_config(config):
+            return adapter
+    accepted = ", ".join(f"{t!r}" for adapter in ADAPTERS for t in adapter.model_types)
+    model_type = getattr(config, "model_type", None)
+    raise TypeError(f"a model of type {model_type!r} is not supported; supported model types: {accepted}")
+
+
 def adapter_for(model: object) -> ModelAdapter:
     """The adapter for ``model``; ``TypeError`` naming the supported classes otherwise."""
     if isinstance(model, nn.Module):
@@ -32,4 +43,4 @@ def adapter_for(model: object) -> ModelAdapter:
     raise TypeError(f"model of type {type(model).__name__} is not supported; supported families: {accepted}")
 
 
-__all__ = ["ADAPTERS", "ModelAdapter", "adapter_for", "family_support", "supported_families"]
+__all__ = ["ADAPTERS", "ModelAdapter", "adapter_class_for_config", "adapter_for", "family_support", "supported_families"]

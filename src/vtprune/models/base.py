@@ -19,6 +19,7 @@ from ..runtime.compaction import Compaction
 from ..runtime.layout import ImageGroup, ImageLayout
 from ..runtime.level import Level
 from ..runtime.text_tower import TextTower
+from ..registry import ModelShape
 from ..runtime.vision import VISION_SIGNALS, VisionCall
 from ..signals import parse_signal
 
@@ -55,6 +56,7 @@ class ModelAdapter:
 
     family: ClassVar[str] = ""
     model_classes: ClassVar[tuple[str, ...]] = ()
+    model_types: ClassVar[tuple[str, ...]] = ()  # the ``model_type`` of the family's configs
     position_rows: ClassVar[int] = 1  # 1: (B, L) RoPE ids; 3: (3, B, L) M-RoPE ids
     records_encoder: ClassVar[bool] = False  # record the arguments of core.get_image_features
     signals: ClassVar[frozenset[str]] = frozenset(
@@ -76,6 +78,21 @@ class ModelAdapter:
     @classmethod
     def handles(cls, model: nn.Module) -> bool:
         return type(model).__name__ in cls.model_classes
+
+    @classmethod
+    def handles_config(cls, config: Any) -> bool:
+        """Whether a transformers config (``AutoConfig.from_pretrained``) is of this family."""
+        return getattr(config, "model_type", None) in cls.model_types
+
+    @classmethod
+    def shape_of(cls, config: Any) -> ModelShape:
+        """What a method may know of a model with this config, before it is loaded."""
+        return ModelShape(int(config.text_config.num_hidden_layers), cls.image_tokens_of(config))
+
+    @classmethod
+    def image_tokens_of(cls, config: Any) -> int | None:
+        """Visual tokens per image when every image has the same number, else None."""
+        return None
 
     @property
     def vision_module(self) -> nn.Module:
@@ -120,7 +137,7 @@ class ModelAdapter:
     @property
     def image_tokens(self) -> int | None:
         """Visual tokens per image when every image has the same number, else None."""
-        return None
+        return self.image_tokens_of(self.config)
 
     @property
     def num_layers(self) -> int:
@@ -131,23 +148,30 @@ class ModelAdapter:
         return int(self.config.image_token_id)
 
     def check_stages(self, stages: list) -> None:
-        """Raise before patching if the stages cannot run on this model: a layer outside
+        """Raise before patching if the stages cannot run on this model (see
+        :meth:`check_config_stages`)."""
+        self.check_config_stages(self.config, stages)
+
+    @classmethod
+    def check_config_stages(cls, config: Any, stages: list) -> None:
+        """Raise if the stages cannot run on a model with this config: a layer outside
         the language model, stages out of order, or a signal this adapter cannot give."""
+        num_layers = cls.shape_of(config).num_layers
         last = 0
         for stage in stages:
             layer = stage.layer
             if layer is not None:
-                if not 1 <= layer < self.num_layers:
+                if not 1 <= layer < num_layers:
                     raise ValueError(
-                        f"stage {stage.where!r}: K must be in [1, {self.num_layers - 1}] for this model's "
-                        f"{self.num_layers} decoder layers"
+                        f"stage {stage.where!r}: K must be in [1, {num_layers - 1}] for this model's "
+                        f"{num_layers} decoder layers"
                     )
                 if layer <= last:
                     raise ValueError(
                         f"stages must run in order: 'pre_llm' first, then 'llm:K' with K increasing; "
                         f"got {[s.where for s in stages]}"
                     )
-                if "sliding_attention" in (getattr(self.config.text_config, "layer_types", None) or ()):
+                if "sliding_attention" in (getattr(config.text_config, "layer_types", None) or ()):
                     raise ValueError("in-LLM stages need full-attention layers; this model uses sliding windows")
                 if not _masks_per_layer():
                     import transformers
@@ -164,10 +188,10 @@ class ModelAdapter:
                 )
             for name in stage.needs:
                 base, at = parse_signal(name)
-                if base not in self.signals:
+                if base not in cls.signals:
                     raise ValueError(
-                        f"signal {name!r} is not provided by the {self.family} adapter; "
-                        f"provided: {sorted(self.signals)}"
+                        f"signal {name!r} is not provided by the {cls.family} adapter; "
+                        f"provided: {sorted(cls.signals)}"
                     )
                 if at is not None and at != layer:
                     raise ValueError(f"stage {stage.where!r} cannot read {name!r}: only its own layer's signals")

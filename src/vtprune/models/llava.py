@@ -21,6 +21,7 @@ from .base import Forward, ModelAdapter
 class LlavaAdapter(ModelAdapter):
     family = "llava"
     model_classes = ("LlavaForConditionalGeneration", "LlavaModel")
+    model_types = ("llava",)
     position_rows = 1
     signals = ModelAdapter.signals | vit_tiles.TILE_SIGNALS | {"clip_relevance"}
 
@@ -36,9 +37,9 @@ class LlavaAdapter(ModelAdapter):
         side = int(vision.image_size) // int(vision.patch_size)
         self.grid = (side, side)
 
-    @property
-    def image_tokens(self) -> int:
-        return self.grid[0] * self.grid[1]
+    @classmethod
+    def image_tokens_of(cls, config: Any) -> int:
+        return (int(config.vision_config.image_size) // int(config.vision_config.patch_size)) ** 2
 
     @property
     def vision_module(self) -> nn.Module:

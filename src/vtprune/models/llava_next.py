@@ -37,6 +37,7 @@ from .base import Forward, ModelAdapter
 class LlavaNextAdapter(ModelAdapter):
     family = "llava_next"
     model_classes = ("LlavaNextForConditionalGeneration", "LlavaNextModel")
+    model_types = ("llava_next",)
     position_rows = 1
     signals = ModelAdapter.signals | vit_tiles.TILE_SIGNALS
     records_encoder = True  # generate drops image_sizes before the prefill: record them
@@ -212,6 +213,7 @@ class LlavaNextAdapter(ModelAdapter):
 class LlavaOnevisionAdapter(LlavaNextAdapter):
     family = "llava_onevision"
     model_classes = ("LlavaOnevisionForConditionalGeneration", "LlavaOnevisionModel")
+    model_types = ("llava_onevision",)
     _tiles_single_images_only = True
 
     def _pack_options(self) -> dict:

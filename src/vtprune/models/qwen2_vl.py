@@ -30,6 +30,7 @@ class Qwen2VLAdapter(ModelAdapter):
         "Qwen2_5_VLForConditionalGeneration",
         "Qwen2_5_VLModel",
     )
+    model_types = ("qwen2_vl", "qwen2_5_vl")
     position_rows = 3
     signals = ModelAdapter.signals | {"vision_saliency", "vision_keys"}
 

@@ -22,7 +22,8 @@ class ImageLayout:
     """The visual tokens of one forward.
 
     token_mask: (B, L) bool, True at the visual tokens that may be pruned
-    counts:     current tokens of each image, in order of appearance
+    counts:     current tokens of each image, in order of appearance (0 for a unit
+                whose image's budget went to its other units)
     grids:      (rows, cols) full token grid of each image; rows * cols >= count
                 (equal before any pruning)
     parents:    for models whose images come in several grids (LLaVA-NeXT: the base
@@ -50,7 +51,7 @@ class ImageLayout:
             object.__setattr__(self, "parents", tuple(range(len(self.counts))))
             object.__setattr__(self, "offsets", (0,) * len(self.counts))
         for count, (rows, cols) in zip(self.counts, self.grids):
-            if not 1 <= count <= rows * cols:
+            if not 0 <= count <= rows * cols:
                 raise ValueError(f"image with {count} tokens cannot have a {rows}x{cols} grid")
 
     @property
@@ -62,9 +63,10 @@ class ImageLayout:
     def num_parents(self) -> int:
         return self.parents[-1] + 1 if self.parents else 0
 
-    def budgets(self, config) -> tuple[int, ...]:
-        """Each unit's budget: its image's budget (from the image's full token count),
-        shared among the image's units in proportion to their size."""
+    def budgets(self, config, share=None) -> tuple[int, ...]:
+        """Each unit's budget: its image's budget (from the image's full token count), or
+        ``share(budget, tokens, config)`` of it, shared among the image's units in
+        proportion to their size."""
         from ..config import split_budget
 
         full = [rows * cols for rows, cols in self.grids]
@@ -72,8 +74,11 @@ class ImageLayout:
         for parent in range(self.num_parents):
             units = [u for u, p in enumerate(self.parents) if p == parent]
             sizes = [full[u] for u in units]
-            for unit, share in zip(units, split_budget(config.budget(sum(sizes)), sizes)):
-                out[unit] = share
+            budget = config.budget(sum(sizes))
+            if share is not None:
+                budget = share(budget, sum(sizes), config)
+            for unit, share_of_unit in zip(units, split_budget(budget, sizes)):
+                out[unit] = share_of_unit
         return tuple(out)
 
     @property
@@ -107,8 +112,16 @@ class ImageLayout:
     @cached_property
     def sample_of_image(self) -> torch.Tensor:
         """(num_images,) batch row of each image."""
-        first = self.flat_positions[torch.tensor(self.starts, device=self.token_mask.device)]
+        # A unit with no tokens left takes the row of its image's unit that has some.
+        source = [i if self.counts[i] else self._unit_with_tokens(i) for i in range(self.num_images)]
+        first = self.flat_positions[torch.tensor([self.starts[i] for i in source], device=self.token_mask.device)]
         return torch.div(first, self.seq_len, rounding_mode="floor")
+
+    def _unit_with_tokens(self, unit: int) -> int:
+        for other, parent in enumerate(self.parents):
+            if parent == self.parents[unit] and self.counts[other]:
+                return other
+        raise ValueError(f"image {self.parents[unit]} has no tokens left in any of its grids")
 
     @cached_property
     def ordinal_of_image(self) -> torch.Tensor:
@@ -117,7 +130,7 @@ class ImageLayout:
         first_of_sample = torch.searchsorted(sample, sample)  # images are sorted by sample
         return torch.arange(self.num_images, device=sample.device) - first_of_sample
 
-    def groups(self, budgets: tuple[int, ...] | None = None) -> dict[tuple, list[int]]:
+    def groups(self, budgets: tuple | None = None) -> dict[tuple, list[int]]:
         """Images that share a token grid, a current token count (and a budget, when
         given), which a stage can process as one batch: key -> image numbers."""
         out: dict[tuple, list[int]] = {}

@@ -65,11 +65,17 @@ class PruneStats:
         """Visual tokens at the LLM input over visual tokens before (1.0 with no images)."""
         return self.total_llm_input / self.total_before if self.total_before else 1.0
 
+    @property
+    def layer_avg_ratio(self) -> float:
+        """Visual tokens averaged over layers over visual tokens before (1.0 with no images):
+        the share in-LLM methods are budgeted by."""
+        return self.total_layer_avg / self.total_before if self.total_before else 1.0
+
     def __str__(self) -> str:
         return (
-            f"visual tokens: {self.total_before} before, {self.total_llm_input} at the LLM input, "
-            f"{self.total_layer_avg:.1f} averaged over {self.num_layers} layers "
-            f"({self.kept_ratio:.1%} kept)"
+            f"visual tokens: {self.total_before} before; {self.total_llm_input} at the LLM input "
+            f"({self.kept_ratio:.1%} kept); {self.total_layer_avg:.1f} averaged over {self.num_layers} layers "
+            f"({self.layer_avg_ratio:.1%} kept)"
         )
 
 

@@ -79,14 +79,16 @@ def run_stages(
     flat_token = level.token.reshape(-1)
     counts = list(layout.counts)
     results, merges = [], []
-    for (grid, _, budget), images in layout.groups(level.budgets).items():
-        # The budget comes from the image's full token count (shared among its units),
-        # whatever is left of it at this level.
+    # Each stage's budget of every unit: from the image's full token count (shared among
+    # its units), whatever is left of it at this level.
+    shares = [level.budgets if stage.share is None else layout.budgets(config, stage.share) for stage in stages]
+    shares = shares or [level.budgets]
+    for (grid, _, budgets), images in layout.groups(tuple(zip(*shares))).items():
         positions = layout.image_positions(images)
         token_index = flat_token[positions]
         ordinal = layout.ordinal_of_image[list(images)]
         merged_into = None
-        for stage in stages:
+        for stage, budget in zip(stages, budgets):
             if budget == 0:  # a unit whose image's budget went to its other units
                 positions, token_index = positions[:, :0], token_index[:, :0]
                 break

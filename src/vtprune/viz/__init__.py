@@ -8,7 +8,7 @@ it was made from (through the processor's resizing, padding, cropping and tiling
 :func:`overlay` keeps kept tokens clear, dims pruned ones and outlines merged groups.
 """
 
-from .draw import overlay, overlay_stages, panel_grid, side_by_side
+from .draw import legend, overlay, overlay_stages, panel_grid, side_by_side, with_key
 from .geometry import GridSection, TokenGeometry, grid_geometry
 from .processor_geometry import geometry_for
 
@@ -17,8 +17,10 @@ __all__ = [
     "TokenGeometry",
     "geometry_for",
     "grid_geometry",
+    "legend",
     "overlay",
     "overlay_stages",
     "panel_grid",
     "side_by_side",
+    "with_key",
 ]

@@ -250,3 +250,71 @@ def panel_grid(rows: Iterable[Sequence[Image.Image]]) -> Image.Image:
         for c, panel in enumerate(row):
             out.paste(panel, (MARGIN + c * (cell_width + MARGIN), MARGIN + r * (cell_height + MARGIN)))
     return out
+
+
+LEGEND = (
+    ("kept", "kept"),
+    ("pruned", "pruned (dimmed)"),
+    ("unseen", "no token: cropped or padded away (hatched)"),
+    ("merged", "merged into the kept token of its outline colour"),
+)
+SWATCH = (36, 18)  # px of a legend swatch
+
+
+def _swatch(kind: str) -> Image.Image:
+    """A small colour ramp drawn the way ``kind`` pixels are."""
+    width, height = SWATCH
+    ramp = np.zeros((height, width, 3), dtype=np.uint8)
+    ramp[..., 0] = np.linspace(90, 250, width, dtype=np.uint8)[None, :]
+    ramp[..., 1] = 170
+    ramp[..., 2] = np.linspace(230, 110, width, dtype=np.uint8)[None, :]
+    state = np.full((height, width), {"pruned": PRUNED, "unseen": 0}.get(kind, KEPT))
+    patch = Image.fromarray(_shade(ramp, state))
+    if kind == "merged":
+        ImageDraw.Draw(patch).rectangle((0, 0, width - 1, height - 1), outline=group_colour(3), width=2)
+    return patch
+
+
+def legend(merged: bool = True) -> Image.Image:
+    """What the panels' shading means, one swatch and line each (``merged``: with the
+    outline of merge groups)."""
+    font = _font()
+    entries = [entry for entry in LEGEND if merged or entry[0] != "merged"]
+    line = SWATCH[1] + 6
+    width = SWATCH[0] + 12 + max(int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(t, font=font)) for _, t in entries)
+    out = Image.new("RGB", (width + 8, line * len(entries) + 4), BACKGROUND)
+    draw = ImageDraw.Draw(out)
+    for row, (kind, text) in enumerate(entries):
+        top = 4 + row * line
+        out.paste(_swatch(kind), (4, top))
+        draw.text((SWATCH[0] + 12, top + 2), text, fill=(0, 0, 0), font=font)
+    return out
+
+
+def with_key(picture: Image.Image, *, prompt: str | None = None, original: Image.Image | None = None,
+             merged: bool = True) -> Image.Image:
+    """``picture`` over its key: the original image (if given), the prompt (if given)
+    and the legend of the shading."""
+    font = _font()
+    blocks = []
+    if original is not None:
+        blocks.append(_caption(original, "original image"))
+    text = legend(merged)
+    if prompt:
+        heading = f"prompt: {prompt}"
+        limit = max(text.width, 480)
+        while ImageDraw.Draw(text).textlength(heading, font=font) > limit and len(heading) > 4:
+            heading = heading[:-4] + "..."
+        header = Image.new("RGB", (max(text.width, int(ImageDraw.Draw(text).textlength(heading, font=font)) + 8),
+                                   CAPTION_HEIGHT), BACKGROUND)
+        ImageDraw.Draw(header).text((4, 4), heading, fill=(0, 0, 0), font=font)
+        stacked = Image.new("RGB", (max(header.width, text.width), header.height + text.height), BACKGROUND)
+        stacked.paste(header, (0, 0))
+        stacked.paste(text, (0, header.height))
+        text = stacked
+    blocks.append(text)
+    key = side_by_side(blocks)
+    out = Image.new("RGB", (max(picture.width, key.width), picture.height + key.height), BACKGROUND)
+    out.paste(picture, (0, 0))
+    out.paste(key, (0, picture.height))
+    return out

@@ -4,11 +4,13 @@ Loads a model and its processor (by default the bundled proving-ground model), r
 one forward per (method, budget) with that method pruning, and draws the kept tokens
 on the image: one panel per (method, budget), methods down and budgets across, each
 captioned "method keep=...". With ``stages=True`` each method gets one row with a
-panel per stage (the LLM input, then each in-LLM pruning layer).
+panel per stage (the LLM input, then each in-LLM pruning layer). Under the panels: the
+original image, the prompt, and a legend of what the shading means.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -16,7 +18,7 @@ from typing import Any, Sequence
 import torch
 from PIL import Image, ImageOps
 
-from .draw import overlay, overlay_stages, panel_grid
+from .draw import overlay, overlay_stages, panel_grid, with_key
 from .geometry import TokenGeometry
 from .processor_geometry import geometry_for
 
@@ -188,6 +190,10 @@ def show(
     inputs = model_inputs(processor, image, prompt, model)
     selections = [select(model, inputs, method, keep) for method in methods for keep in keeps]
     picture = draw(image, geometry, selections, keeps, stages=stages, side=side)
+    original = image if side is None else image.resize(
+        (max(1, round(image.width * side / max(image.size))), max(1, round(image.height * side / max(image.size)))),
+        Image.Resampling.BILINEAR)
+    picture = with_key(picture, prompt=prompt, original=original, merged=any(s.merge is not None for s in selections))
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path, format="PNG")
@@ -210,7 +216,7 @@ def run_show(args: Any) -> int:
             side=args.panel_size,
         )
     except ShowError as error:
-        print(f"vtprune show: {error}")
+        print(f"vtprune show: error: {error}", file=sys.stderr)
         return 2
     for selection in selections:
         stages = ", ".join(f"{name} {len(kept)}" for name, kept in selection.by_stage.items())

@@ -111,3 +111,20 @@ def test_listing_the_methods_and_refusing_an_unknown_one_import_no_transformers(
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[0, 2] False"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--keep", "64", "128"], "--keep: one budget with --engine vllm"),
+        (["--method", "fastv"], "--methods: vtprune: method 'fastv' prunes inside the language model"),
+        (["--arch", "llava-1.5-7b"], "--arch: not with --engine vllm"),
+        (["--llm", "100x2"], "--llm: WIDTHxLAYERS with WIDTH a multiple of 64"),
+    ],
+)
+def test_bench_on_vllm_refuses_what_it_cannot_serve_before_any_engine_starts(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "--engine", "vllm", *argv])
+    assert exit_.value.code != 0
+    captured = capsys.readouterr()
+    assert message in captured.err + str(exit_.value.code)

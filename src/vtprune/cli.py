@@ -74,6 +74,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.engine == "vllm":
+        return _bench_vllm(args)
+    if args.llm:
+        raise SystemExit("vtprune bench: error: --llm: only with --engine vllm")
+    args.batch = args.batch or 1
     from .preflight import check, checkpoint_config, proving_ground_config
 
     def model_config():
@@ -115,6 +120,23 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     plot(result, out / "bench.png")
     print(f"\nwrote {out / 'bench.json'} and {out / 'bench.png'}")
     return 0
+
+
+def _bench_vllm(args: argparse.Namespace) -> int:
+    """The same request set served by vLLM, stock and pruned (:mod:`vtprune.vllm.bench`)."""
+    if args.arch:
+        raise SystemExit("vtprune bench: error: --arch: not with --engine vllm (use --model, or --llm WIDTHxLAYERS)")
+    if len(args.keep) != 1:
+        raise SystemExit("vtprune bench: error: --keep: one budget with --engine vllm")
+    from .vllm.bench import main
+
+    argv = ["--keep", str(args.keep[0]), "--requests", str(args.batch or 16), "--repeats", str(args.repeats),
+            "--warmup", str(args.warmup), "--max-tokens", str(args.decode_tokens), "--out", args.out]
+    argv += ["--methods", ",".join(args.method)] if args.method else []
+    argv += ["--model", args.model] if args.model else []
+    argv += ["--llm", args.llm] if args.llm else []
+    argv += ["--dtype", args.dtype] if args.dtype else []
+    return main(argv, prog="vtprune bench --engine vllm")
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -164,7 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=at_least(1), help="truncate the language model to this many layers (--arch)")
     p.add_argument("--method", nargs="+", help="methods to measure (default: all)")
     p.add_argument("--keep", nargs="+", type=budget, default=[0.222], help=f"budgets: {KEEP_HELP}; default 0.222")
-    p.add_argument("--batch", type=at_least(1), default=1, help="prompts per batch (default 1)")
+    p.add_argument("--engine", choices=["hf", "vllm"], default="hf",
+                   help="hf: transformers, every method; vllm: served by vLLM (pre-LLM methods; default methods "
+                   "divprune, visionzip, uniform)")
+    p.add_argument("--llm", metavar="WIDTHxLAYERS",
+                   help="--engine vllm: the bundled model with a random-weight language model of this shape (768x6)")
+    p.add_argument("--batch", type=at_least(1), help="prompts per batch (default 1; with --engine vllm, 16 requests)")
     p.add_argument("--prompt-tokens", type=at_least(2), default=64, help="text tokens per synthetic prompt (--arch)")
     p.add_argument("--grid", type=at_least(1), nargs=2, default=[32, 32], metavar=("ROWS", "COLS"),
                    help="Qwen image token grid for synthetic prompts (default 32 32)")

@@ -156,8 +156,8 @@ def table(rows: list[dict[str, Any]], readable: float) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vtprune.vllm.bench", description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None, prog: str = "python -m vtprune.vllm.bench") -> int:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None, help="model path or name (default: the bundled proving-ground model)")
     parser.add_argument("--llm", default=None, metavar="WIDTHxLAYERS",
                         help="serve the bundled model with a random-weight language model of this shape, e.g. 768x6")

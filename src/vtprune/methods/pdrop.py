@@ -74,7 +74,7 @@ class PDropConfig(PruneConfig):
         "compact",
         "'compact' (the official code's): after each stage the kept tokens are renumbered "
         "consecutively and decoding continues that numbering, on 1-D RoPE models (M-RoPE models keep "
-        "their ids inside the language model); 'original': kept tokens keep their position ids.",
+        "their ids inside the language model); 'original': each kept token keeps its unpruned position id.",
     )
     layers: Sequence[int] | None = help_field(
         None,

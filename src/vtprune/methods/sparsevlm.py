@@ -84,7 +84,7 @@ class SparseVLMConfig(PruneConfig):
         "compact",
         "'compact' (the official code's): after each stage the kept tokens are renumbered "
         "consecutively, on 1-D RoPE models (M-RoPE models keep their ids inside the language model); "
-        "'original': kept tokens keep their position ids.",
+        "'original': each kept token keeps its unpruned position id.",
     )
     layers: Sequence[int] = help_field(
         (3, 7, 16),

@@ -53,6 +53,15 @@ def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
 
 
+def renumbered_layer(lm, layer, hidden):
+    """One decoder layer over ``hidden`` with positions ``arange(len)`` (the official
+    codes renumber after every drop): its output and the rotary tables it used."""
+    positions = torch.arange(hidden.shape[1])[None]
+    cos, sin = lm.rotary_emb(hidden, positions)
+    out = layer(hidden, attention_mask=None, position_ids=positions, position_embeddings=(cos, sin))
+    return (out[0] if isinstance(out, tuple) else out), cos, sin
+
+
 def test_fastv(models, batch):
     """FastV: layer K=2's attention (eager, heads averaged) from the last token."""
     model, eager = models
@@ -75,10 +84,7 @@ def official_pdrop(model, batch, layer_list, ratio):
     kept = {}
     with torch.no_grad():
         for index, layer in enumerate(lm.layers):
-            positions = torch.arange(hidden.shape[1])[None]
-            cos, sin = lm.rotary_emb(hidden, positions)
-            out = layer(hidden, attention_mask=None, position_ids=positions, position_embeddings=(cos, sin))
-            hidden = out[0] if isinstance(out, tuple) else out
+            hidden, cos, sin = renumbered_layer(lm, layer, hidden)
             rank_layer = index + 1
             if rank_layer not in layer_list:
                 continue
@@ -181,10 +187,7 @@ def official_sparsevlm(model, batch, budget, placement="appended"):
     kept_after = []
     with torch.no_grad():
         for index, layer in enumerate(lm.layers):
-            positions = torch.arange(hidden.shape[1])[None]
-            cos, sin = lm.rotary_emb(hidden, positions)
-            out = layer(hidden, attention_mask=None, position_ids=positions, position_embeddings=(cos, sin))
-            out = out[0] if isinstance(out, tuple) else out
+            out, cos, sin = renumbered_layer(lm, layer, hidden)
             if index not in (2, 6, 15):
                 hidden = out
                 continue

@@ -16,17 +16,21 @@ def test_split_follows_the_paper() -> None:
     assert split_budget(40, 0.25) == (30, 10)
 
 
-def test_contextual_tokens_are_the_means_of_their_groups() -> None:
-    # 12 tokens; 0, 5, 10 most salient. Remaining in raster order: 1 2 3 4 6 7 8 9 11;
-    # two targets every 9 // 2 = 4th: tokens 1 and 6. Keys put 2, 3, 4 with 1 and
-    # 7, 8, 9, 11 with 6.
+def two_groups() -> tuple[Signals, torch.Tensor]:
+    """12 tokens; 0, 5, 10 most salient. Remaining in raster order: 1 2 3 4 6 7 8 9 11;
+    two targets every 9 // 2 = 4th: tokens 1 and 6. Keys put 2, 3, 4 with 1 and
+    7, 8, 9, 11 with 6."""
     saliency = torch.full((1, 12), 0.01)
     saliency[0, [0, 5, 10]] = torch.tensor([0.5, 0.4, 0.3])
     a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
     key_of = {1: a, 2: a + 0.1 * b, 3: a, 4: a - 0.2 * b, 6: b, 7: b, 8: b + 0.3 * a, 9: b, 11: b - 0.1 * a}
     keys = torch.stack([key_of.get(j, a + b) for j in range(12)])[None]
     visual = torch.arange(12 * 3, dtype=torch.float32).reshape(1, 12, 3) ** 1.5
-    signals = Signals.from_tensors((3, 4), visual=visual, vision_saliency=saliency, vision_keys=keys)
+    return Signals.from_tensors((3, 4), visual=visual, vision_saliency=saliency, vision_keys=keys), visual
+
+
+def test_contextual_tokens_are_the_means_of_their_groups() -> None:
+    signals, visual = two_groups()
     out = select_visionzip(signals, 5, VisionZipConfig(keep=5, contextual_ratio=0.4, merge="mean"))
     assert isinstance(out, Selection)
     assert out.keep[0].tolist() == [0, 5, 10, 1, 6]
@@ -45,13 +49,7 @@ def test_contextual_tokens_are_the_means_of_their_groups() -> None:
 
 
 def test_official_contextual_token_is_the_target_plus_the_mean_of_its_group() -> None:
-    saliency = torch.full((1, 12), 0.01)
-    saliency[0, [0, 5, 10]] = torch.tensor([0.5, 0.4, 0.3])
-    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
-    key_of = {1: a, 2: a + 0.1 * b, 3: a, 4: a - 0.2 * b, 6: b, 7: b, 8: b + 0.3 * a, 9: b, 11: b - 0.1 * a}
-    keys = torch.stack([key_of.get(j, a + b) for j in range(12)])[None]
-    visual = torch.arange(12 * 3, dtype=torch.float32).reshape(1, 12, 3) ** 1.5
-    signals = Signals.from_tensors((3, 4), visual=visual, vision_saliency=saliency, vision_keys=keys)
+    signals, visual = two_groups()
     out = select_visionzip(signals, 5, VisionZipConfig(keep=5, contextual_ratio=0.4))
     torch.testing.assert_close(out.features[0, 3], visual[0, 1] + visual[0, [2, 3, 4]].mean(0))
     torch.testing.assert_close(out.features[0, 4], visual[0, 6] + visual[0, [7, 8, 9, 11]].mean(0))

@@ -124,8 +124,9 @@ def select_dart(signals: Signals, budget: int, config: DARTConfig) -> torch.Tens
 
     taken = torch.zeros(num_images, n, dtype=torch.bool, device=device)
     taken[rows[:, None], image_pivots] = True
-    for p in range(quotas.shape[1]):
-        most = int(quotas[:, p].max())
+    # Pivots claim in turn (each skips what the earlier ones took); their largest quotas
+    # are read once, so the loop has no host sync of its own.
+    for p, most in enumerate(quotas.max(dim=0).values.tolist()):
         if most == 0:
             continue
         similarity = (hidden @ pivots[:, p, :, None]).squeeze(-1).masked_fill(taken, float("inf"))

@@ -207,8 +207,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m vtprune.vllm.benc
     answers = [e.answer.lower() for e in examples]
     rows = [run_variant(model, m, keep, conversations, answers, args) for m in [None, *methods]]
     print(table(rows, args.readable))
-    settings = {k: v for k, v in vars(args).items()}
-    (out / "vllm_bench.json").write_text(json.dumps({"model": model, "settings": settings, "rows": rows}, indent=2) + "\n")
+    (out / "vllm_bench.json").write_text(json.dumps({"model": model, "settings": vars(args), "rows": rows}, indent=2) + "\n")
     print(f"wrote {out / 'vllm_bench.json'}")
     return 0
 

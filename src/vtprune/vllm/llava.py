@@ -44,24 +44,13 @@ from ..models.vit_tiles import saliency
 from .placement import EncoderPositionsMixin
 from .positions import encode, provisional
 from .families import grid_side, llava_plan
-from .plan import ServingPlan
-from .processing import ORDINAL, TEXT, SelectionInputsMixin
+from .processing import ORDINAL, TEXT, PlanInfoMixin, SelectionInputsMixin
 from .selection import select_group
 from .serving import prompt_signals, stack_rows
 
-class VtpruneLlavaProcessingInfo(LlavaProcessingInfo):
-    def vtprune_plan(self) -> ServingPlan | None:
-        if not hasattr(self, "_vtprune_plan"):
-            self._vtprune_plan = llava_plan(self.get_hf_config())
-        return self._vtprune_plan
-
-    def image_token_id(self) -> int:
-        return int(self.get_hf_config().image_token_index)
-
-    def get_num_image_tokens(self, *, image_width: int, image_height: int) -> int:
-        tokens = super().get_num_image_tokens(image_width=image_width, image_height=image_height)
-        plan = self.vtprune_plan()
-        return tokens if plan is None else plan.budget(tokens)
+class VtpruneLlavaProcessingInfo(PlanInfoMixin, LlavaProcessingInfo):
+    plan_of = staticmethod(llava_plan)
+    image_token_field = "image_token_index"
 
 
 class VtpruneLlavaMultiModalProcessor(SelectionInputsMixin, LlavaMultiModalProcessor):

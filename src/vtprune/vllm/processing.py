@@ -40,6 +40,28 @@ def instructions(prompt: list[int], image_token_id: int, images: int) -> list[li
     return out
 
 
+class PlanInfoMixin:
+    """For a ``BaseProcessingInfo``: the model's plan (``plan_of`` its HF config, read
+    once) and each image's placeholder count at the plan's budget (what vLLM's
+    profiling, encoder cache and scheduler count)."""
+
+    plan_of: Any  # families.llava_plan or families.qwen_plan, as a staticmethod
+    image_token_field: str  # the config field that holds the image placeholder id
+
+    def vtprune_plan(self) -> ServingPlan | None:
+        if not hasattr(self, "_vtprune_plan"):
+            self._vtprune_plan = self.plan_of(self.get_hf_config())
+        return self._vtprune_plan
+
+    def image_token_id(self) -> int:
+        return int(getattr(self.get_hf_config(), self.image_token_field))
+
+    def get_num_image_tokens(self, **kwargs: Any) -> int:
+        tokens = super().get_num_image_tokens(**kwargs)
+        plan = self.vtprune_plan()
+        return tokens if plan is None else plan.budget(tokens)
+
+
 class SelectionInputsMixin:
     """For a ``BaseMultiModalProcessor`` whose info has ``vtprune_plan()`` and
     ``image_token_id()``: per-image hashes and fields for the selection."""

@@ -42,26 +42,16 @@ from vllm.multimodal.processing import PromptReplacement
 from ..models.qwen2_vl import attention_received
 from .families import qwen_plan
 from .placement import EncoderPositionsMixin
-from .plan import ServingError, ServingPlan
+from .plan import ServingError
 from .positions import encode, provisional
-from .processing import ORDINAL, TEXT, SelectionInputsMixin
+from .processing import ORDINAL, TEXT, PlanInfoMixin, SelectionInputsMixin
 from .selection import select_group
 from .serving import prompt_signals, stack_rows
 
 
-class _InfoMixin:
-    def vtprune_plan(self) -> ServingPlan | None:
-        if not hasattr(self, "_vtprune_plan"):
-            self._vtprune_plan = qwen_plan(self.get_hf_config())
-        return self._vtprune_plan
-
-    def image_token_id(self) -> int:
-        return int(self.get_hf_config().image_token_id)
-
-    def get_num_image_tokens(self, **kwargs: Any) -> int:
-        tokens = super().get_num_image_tokens(**kwargs)
-        plan = self.vtprune_plan()
-        return tokens if plan is None else plan.budget(tokens)
+class _InfoMixin(PlanInfoMixin):
+    plan_of = staticmethod(qwen_plan)
+    image_token_field = "image_token_id"
 
 
 class _ProcessorMixin(SelectionInputsMixin):
@@ -103,7 +93,8 @@ class VtpruneQwen2_5_VLMultiModalProcessor(_ProcessorMixin, Qwen2_5_VLMultiModal
 
 
 class _ModelMixin(EncoderPositionsMixin):
-    def _vtprune_setup(self) -> None:
+    def __init__(self, *, vllm_config: Any, prefix: str = "") -> None:
+        super().__init__(vllm_config=vllm_config, prefix=prefix)
         self.vtprune = qwen_plan(self.config)
         self.vtprune_last_keep: list[torch.Tensor] = []
         self._vtprune_fields = (None, None)
@@ -228,15 +219,11 @@ class _ModelMixin(EncoderPositionsMixin):
     VtpruneQwen2VLMultiModalProcessor, info=VtpruneQwen2VLProcessingInfo, dummy_inputs=Qwen2VLDummyInputsBuilder
 )
 class VtpruneQwen2VLForConditionalGeneration(_ModelMixin, Qwen2VLForConditionalGeneration):
-    def __init__(self, *, vllm_config: Any, prefix: str = "") -> None:
-        super().__init__(vllm_config=vllm_config, prefix=prefix)
-        self._vtprune_setup()
+    pass
 
 
 @MULTIMODAL_REGISTRY.register_processor(
     VtpruneQwen2_5_VLMultiModalProcessor, info=VtpruneQwen2_5_VLProcessingInfo, dummy_inputs=Qwen2_5_VLDummyInputsBuilder
 )
 class VtpruneQwen2_5_VLForConditionalGeneration(_ModelMixin, Qwen2_5_VLForConditionalGeneration):
-    def __init__(self, *, vllm_config: Any, prefix: str = "") -> None:
-        super().__init__(vllm_config=vllm_config, prefix=prefix)
-        self._vtprune_setup()
+    pass

@@ -63,6 +63,20 @@ def check_selection(out: Selection | torch.Tensor, num_images: int, num_tokens: 
     return Selection(keep.long(), sel.features, sel.owner)
 
 
+def select_sorted(
+    stage: Stage, signals: Signals, budget: int, config: "PruneConfig", num_images: int, num_tokens: int
+) -> tuple[Selection, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Run one stage on a group and put its choice in sequence order: the checked
+    selection, the kept columns sorted (I, k), the order that sorted them, and the
+    stage's features in that order (``None`` when it merged nothing)."""
+    sel = check_selection(stage.select(signals, budget, config), num_images, num_tokens, stage.where)
+    kept, order = sel.keep.sort(dim=1)
+    features = None
+    if sel.features is not None:
+        features = sel.features.gather(1, order[..., None].expand(-1, -1, sel.features.shape[-1]))
+    return sel, kept, order, features
+
+
 def run_stages(
     stages: list[Stage], config: "PruneConfig", adapter: "ModelAdapter", level: Level
 ) -> tuple[torch.Tensor, list[GroupResult], tuple[int, ...], list[Merge]]:
@@ -100,16 +114,13 @@ def run_stages(
                 needs=stage.needs,
                 source=lambda name, g=group: adapter.signal(name, level, g),
             )
-            sel = check_selection(stage.select(signals, budget, config), len(images), positions.shape[1], stage.where)
-            kept, order = sel.keep.sort(dim=1)
+            sel, kept, order, features = select_sorted(stage, signals, budget, config, len(images), positions.shape[1])
             before = token_index
             positions = positions.gather(1, kept)
             token_index = token_index.gather(1, kept)
             if sel.owner is not None:
                 merged_into = _merged_into(sel.owner, order, before, token_index, grid)
-            if sel.features is not None:
-                width = sel.features.shape[-1]
-                features = sel.features.gather(1, order[..., None].expand(-1, -1, width))
+            if features is not None:
                 level.write_features(positions, features)
                 merges.append(Merge(positions, features, level.image.shape[1]))
         flat_keep[positions.reshape(-1)] = True

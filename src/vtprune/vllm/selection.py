@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from ..runtime.selection import check_selection
+from ..runtime.selection import select_sorted
 from ..signals import Signals
 from .plan import ServingPlan
 
@@ -30,7 +30,7 @@ def select_group(
     signal:  name -> (I, N[, ...]) full-grid signal, or a prompt signal (I, T[, D])
     """
     images, tokens, _ = visual.shape
-    budget = plan.budget(tokens)
+    budget = plan.budget(tokens)  # one image per group here: its units are the image
     token_index = torch.arange(tokens, device=visual.device).expand(images, tokens)
     features = visual
     for stage in plan.stages:
@@ -48,14 +48,10 @@ def select_group(
             return value.gather(1, index[..., None].expand(-1, -1, value.shape[-1]))
 
         signals = Signals(grid=grid, token_index=token_index, ordinal=ordinal, needs=stage.needs, source=source)
-        selection = check_selection(stage.select(signals, budget, plan.config), images, token_index.shape[1], stage.where)
-        kept, order = selection.keep.sort(dim=1)
+        share = budget if stage.share is None else stage.share(budget, tokens, plan.config)
+        _, kept, _, merged = select_sorted(stage, signals, share, plan.config, images, token_index.shape[1])
         token_index = token_index.gather(1, kept)
-        if selection.features is not None:
-            width = selection.features.shape[-1]
-            features = selection.features.gather(1, order[..., None].expand(-1, -1, width))
-        else:
-            features = features.gather(1, kept[..., None].expand(-1, -1, features.shape[-1]))
+        features = merged if merged is not None else features.gather(1, kept[..., None].expand(-1, -1, features.shape[-1]))
     return token_index, features
 
 

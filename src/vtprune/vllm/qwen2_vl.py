@@ -39,7 +39,7 @@ from vllm.model_executor.models.qwen2_vl import (
 from vllm.multimodal import MULTIMODAL_REGISTRY
 from vllm.multimodal.processing import PromptReplacement
 
-from ..models.qwen2_vl import attention_received
+from ..models.qwen2_vl.adapter import attention_received
 from .families import qwen_plan
 from .placement import EncoderPositionsMixin
 from .plan import ServingError

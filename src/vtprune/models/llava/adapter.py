@@ -12,10 +12,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..runtime.layout import ImageLayout
-from ..runtime.vision import VisionCall
-from . import vit_tiles
-from .base import Forward, ModelAdapter
+from ...runtime.layout import ImageLayout
+from ...runtime.vision import VisionCall
+from .. import vit_tiles
+from ..base import Forward, ModelAdapter
 
 
 class LlavaAdapter(ModelAdapter):

@@ -16,10 +16,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..runtime.compaction import Compaction
-from ..runtime.layout import ImageLayout
-from ..runtime.vision import VisionCall
-from .base import Forward, ModelAdapter
+from ...runtime.compaction import Compaction
+from ...runtime.layout import ImageLayout
+from ...runtime.vision import VisionCall
+from ..base import Forward, ModelAdapter
 
 
 class Qwen2VLAdapter(ModelAdapter):

@@ -28,10 +28,10 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..runtime.layout import ROW_KEY, ImageLayout
-from ..runtime.vision import VisionCall
-from . import vit_tiles
-from .base import Forward, ModelAdapter
+from ...runtime.layout import ROW_KEY, ImageLayout
+from ...runtime.vision import VisionCall
+from .. import vit_tiles
+from ..base import Forward, ModelAdapter
 
 
 class LlavaNextAdapter(ModelAdapter):

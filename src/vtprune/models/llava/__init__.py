@@ -1,0 +1,5 @@
+"""LLaVA-1.5: a CLIP tower's patch grid, projected, in the prompt's image placeholders."""
+
+from .adapter import LlavaAdapter
+
+__all__ = ["LlavaAdapter"]

@@ -1,0 +1,5 @@
+"""LLaVA-NeXT and LLaVA-OneVision: a base grid plus anyres tiles per image, with row ends."""
+
+from .adapter import LlavaNextAdapter, LlavaOnevisionAdapter
+
+__all__ = ["LlavaNextAdapter", "LlavaOnevisionAdapter"]

@@ -15,7 +15,11 @@ def _call_signals(model, batch, names):
         model(**batch)
     session = handle._session
     call = session._vision_calls[-1]
-    out = {name: session.adapter.vision_signal(name, call) for name in names}
+    adapter = session.adapter
+    out = {
+        name: adapter.clip_patches(call, select_layer=True) if name == "clip_patches" else adapter.vision_signal(name, call)
+        for name in names
+    }
     handle.remove()
     return out
 
@@ -23,13 +27,14 @@ def _call_signals(model, batch, names):
 def test_llava_signals_equal_eager_attention_and_hidden_states():
     model, eager = tiny_llava(), tiny_llava(attn="eager")
     batch = make_batch(model, [[3, IMAGE, 4], [2, IMAGE, 2, IMAGE, 1]])
-    got = _call_signals(model, batch, ["vision_saliency", "vision_features", "vision_keys"])
+    got = _call_signals(model, batch, ["vision_saliency", "vision_keys", "clip_patches"])
     with torch.no_grad():
         out = eager.model.vision_tower(batch["pixel_values"], output_attentions=True, output_hidden_states=True)
         layer = eager.model.vision_tower.encoder.layers[-2]  # vision_feature_layer=-2 is its output
         keys = layer.self_attn.k_proj(layer.layer_norm1(out.hidden_states[-3]))
     torch.testing.assert_close(got["vision_saliency"], out.attentions[-2].mean(1)[:, 0, 1:], atol=1e-6, rtol=0)
-    torch.testing.assert_close(got["vision_features"], out.hidden_states[-2][:, 1:], atol=1e-5, rtol=0)
+    post_ln = eager.model.vision_tower.post_layernorm  # the patches CLIP's projection head reads
+    torch.testing.assert_close(got["clip_patches"], post_ln(out.hidden_states[-2][:, 1:]), atol=1e-5, rtol=0)
     heads = layer.self_attn.num_heads  # keys averaged over heads: VisionZip's merge metric
     torch.testing.assert_close(got["vision_keys"], keys[:, 1:].unflatten(-1, (heads, -1)).mean(-2), atol=1e-5, rtol=0)
     assert got["vision_saliency"].shape == (3, 64)

@@ -31,7 +31,7 @@ _PUBLIC = {
     "Stage": "registry",
     "get_method": "registry",
     "register": "registry",
-    "PruneStats": "runtime.record",
+    "PruneStats": "runtime.last_forward",
     "Signals": "signals",
     "PruneHandle": "api",
     "active_handle": "api",
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from .methods.uniform import UniformConfig
     from .models import supported_families
     from .registry import Selection, Stage, get_method, register
-    from .runtime.record import PruneStats
+    from .runtime.last_forward import PruneStats
     from .signals import Signals
 
 

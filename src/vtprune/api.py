@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import warnings
 from typing import Any, Iterator
 
 import torch
@@ -14,9 +13,8 @@ from .config import PruneConfig
 from .methods.validation import require_layer
 from .models import adapter_class_for_config, adapter_for
 from .registry import Method, ModelShape, all_methods, get_method, method_for_config, method_names
-from .runtime.record import PruneStats
-from .runtime.session import PruningSession
-from .runtime.text_tower import TextTower
+from .runtime.hooks import PruningHooks
+from .runtime.last_forward import PruneStats
 
 _ATTRIBUTE = "_vtprune_handle"  # set on the model's multimodal core while pruning is on
 
@@ -29,7 +27,7 @@ class PruneHandle:
     removes itself on exit.
     """
 
-    def __init__(self, model: nn.Module, method: Method, config: PruneConfig, session: PruningSession) -> None:
+    def __init__(self, model: nn.Module, method: Method, config: PruneConfig, session: PruningHooks) -> None:
         self.model = model
         self.method = method.name
         self.config = config
@@ -109,12 +107,10 @@ def prune(model: nn.Module, method: str | PruneConfig, **config: Any) -> PruneHa
     replaces the previous method. ``generate`` and ``forward`` are called as before.
     """
     spec, cfg, adapter, stages = _plan(model, method, config)
-    _attach_text_tower(model, adapter, cfg, stages)
-
+    session = PruningHooks(adapter, cfg, stages)  # loads any helper model a stage needs, or raises
     previous = getattr(adapter.core, _ATTRIBUTE, None)
     if previous is not None:
         previous.remove()
-    session = PruningSession(adapter, cfg, stages)
     session.install()
     handle = PruneHandle(model, spec, cfg, session)
     setattr(adapter.core, _ATTRIBUTE, handle)
@@ -150,33 +146,6 @@ def validate(model: Any, method: str | PruneConfig, **config: Any) -> PruneConfi
     ``AutoConfig.from_pretrained(model_id)``): a request can be checked before the
     weights are loaded."""
     return _plan(model, method, config)[1]
-
-
-def _attach_text_tower(model: nn.Module, adapter, config: PruneConfig, stages: list) -> None:
-    """Load the CLIP text tower a config names, for stages that score text relevance."""
-    if not any({"text_relevance", "clip_relevance"} & stage.needs for stage in stages):
-        return
-    path = getattr(config, "text_tower", None)
-    if path is None:
-        warnings.warn(
-            f"{config.method}: no text_tower given, so text relevance falls back to the language model's "
-            "input embeddings (cosine of each visual token with the mean embedding of the prompt). Pass "
-            "text_tower=<CLIP checkpoint matching the vision tower> for relevance in CLIP space.",
-            stacklevel=3,
-        )
-        return
-    adapter.check_text_tower()
-    source = getattr(model, "name_or_path", "") or getattr(adapter.core.config, "_name_or_path", "")
-    if not source:
-        raise ValueError(
-            "text_tower: the prompt is decoded with the language model's tokenizer, found through the "
-            "model's name_or_path; load the model with from_pretrained (or set model.config._name_or_path)"
-        )
-    parameter = next(model.parameters())
-    try:
-        adapter.text_tower = TextTower.load(path, source, parameter.device, parameter.dtype)
-    except OSError as error:
-        raise ValueError(f"text_tower={path!r} (with the tokenizer of {source!r}) could not be loaded: {error}") from error
 
 
 def active_handle(model: nn.Module) -> PruneHandle | None:

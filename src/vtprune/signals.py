@@ -25,7 +25,6 @@ Declared in a stage's ``needs`` and computed by the model adapter only when decl
 ``vision_saliency``           (I, N)          CLS attention to each token in the vision
                                               layer the LLM reads, heads averaged; mean
                                               attention received for encoders without CLS
-``vision_features``           (I, N, Dv)      that vision layer's features (pre-projector)
 ``vision_keys``               (I, N, Dk)      that vision layer's attention keys, averaged over heads
 ``text_embeds``               (I, T, D)       input embeddings of the instruction tokens
                                               of the image's prompt (right-padded)
@@ -69,7 +68,7 @@ import torch
 
 PLAIN_SIGNALS = frozenset(
     {
-        "visual", "entry_visual", "vision_saliency", "vision_features", "vision_keys",
+        "visual", "entry_visual", "vision_saliency", "vision_keys",
         "text_embeds", "text_mask", "text_relevance", "clip_relevance",
     }
 )
@@ -77,6 +76,8 @@ LLM_SIGNALS = frozenset(
     {"attn_rows", "attn_last", "attn_last_next", "hidden", "hidden_norm", "keys", "keys_rope",
      "text_hidden", "text_hidden_norm", "text_keys_rope"}
 )
+# Signals computed from inside the vision tower (hooks capture what they need as it runs).
+VISION_SIGNALS = frozenset({"vision_saliency", "vision_keys"})
 # Signals whose rows are the instruction tokens (padded): they come with ``text_mask``.
 TEXT_ROW_SIGNALS = ("text_embeds", "attn_rows", "text_hidden", "text_hidden_norm", "text_keys_rope")
 _LLM_SIGNAL = re.compile(r"^(\w+)@llm:(\d+)$")

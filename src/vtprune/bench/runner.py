@@ -19,8 +19,8 @@ import torch
 from transformers import LogitsProcessorList
 
 from .. import prune, validate
-from ..runtime.cache_argument import cache_of
-from ..runtime.record import PruneStats
+from ..compat import cache_of
+from ..runtime.last_forward import PruneStats
 from .figures import Figure
 from .flops import language_layer, prefill_macs, vision_macs
 from .inputs import Target

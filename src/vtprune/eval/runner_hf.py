@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .. import prune
-from ..runtime.cache_argument import CACHE_ARGUMENT, cache_of
+from ..compat import cache_argument, cache_of
 
 
 @dataclass
@@ -115,7 +115,7 @@ class PrunedVLM:
         first = self.model(**context, use_cache=True)
         mask = torch.cat((context["attention_mask"], torch.ones_like(target)), dim=1)
         rest = self.model(input_ids=target, attention_mask=mask, use_cache=True,
-                          **{CACHE_ARGUMENT: cache_of(first)})
+                          **{cache_argument(): cache_of(first)})
         logits = torch.cat((first.logits[:, -1:], rest.logits[:, :-1]), dim=1)[0]
         scores = torch.log_softmax(logits.float(), dim=-1)
         picked = scores.gather(1, target[0, :, None].to(scores.device))[:, 0]

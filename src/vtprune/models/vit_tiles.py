@@ -8,8 +8,10 @@ projects (``vision_feature_layer``), captured as it runs, per tile:
   towers without CLS (SigLIP), the mean attention each patch receives; heads averaged,
   recomputed from the layer's input and keys rather than from eager attention;
 * ``vision_keys``: that layer's keys of the patches, averaged over heads (VisionZip's
-  merge metric);
-* ``vision_features``: that layer's output for the patches (what the projector reads).
+  merge metric).
+
+The feature layer's output and the final layer's are captured too, for CLIP-space
+relevance (``clip_relevance``, ``text_relevance`` with a text tower).
 """
 
 from __future__ import annotations
@@ -19,24 +21,20 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-TILE_SIGNALS = frozenset({"vision_saliency", "vision_keys", "vision_features"})
-
-
-def _inner(tower: nn.Module) -> nn.Module:
-    return getattr(tower, "vision_model", tower)  # nested in older transformers releases
-
+from ..attention import attention_weights
+from ..compat import vision_model
 
 def encoder_layers(tower: nn.Module) -> nn.ModuleList:
-    return _inner(tower).encoder.layers
+    return vision_model(tower).encoder.layers
 
 
 def has_cls(tower: nn.Module) -> bool:
     """CLIP prepends a CLS token to the patches; SigLIP does not."""
-    return hasattr(_inner(tower).embeddings, "class_embedding")
+    return hasattr(vision_model(tower).embeddings, "class_embedding")
 
 
 def post_layernorm(tower: nn.Module) -> nn.Module:
-    return _inner(tower).post_layernorm
+    return vision_model(tower).post_layernorm
 
 
 def feature_layer(tower: nn.Module, index: Any) -> nn.Module:
@@ -67,8 +65,6 @@ def install_capture(tower: nn.Module, index: Any, record: Callable[[str, Any], N
 def tile_signal(name: str, captures: dict, tower: nn.Module, index: Any) -> torch.Tensor:
     """(tiles, patches[, D]) signal ``name`` of every tile of a vision call."""
     skip = 1 if has_cls(tower) else 0
-    if name == "vision_features":
-        return captures["layer_out"][:, skip:]
     if name == "vision_keys":
         keys = captures["keys"][:, skip:]
         heads = feature_layer(tower, index).self_attn.num_heads
@@ -91,7 +87,7 @@ def saliency(query: torch.Tensor, keys: torch.Tensor, heads: int, scale: float, 
     tiles, tokens, width = keys.shape
     keys = keys.reshape(tiles, tokens, heads, width // heads).float()
     query = query.reshape(tiles, query.shape[1], heads, width // heads).float()
-    probs = torch.softmax(torch.einsum("iqhd,ikhd->ihqk", query, keys) * scale, dim=-1)
+    probs = attention_weights(query.transpose(1, 2), keys.transpose(1, 2), scale)  # (tiles, heads, Q, K)
     if cls:
         return probs.mean(dim=1)[:, 0, 1:]
     return probs.mean(dim=(1, 2))

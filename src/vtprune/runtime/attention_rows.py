@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .level import LayerCapture
+from ..attention import apply_rope, attention_weights
+from .token_view import LayerCapture
 
 
 @dataclass(frozen=True)
@@ -31,16 +32,6 @@ class AttentionParts:
     head_dim: int
     scaling: float
     k_proj: nn.Module | None = None  # needed only to project keys afresh (``keys_for``)
-
-
-def rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate-half RoPE; ``x`` (..., L, d), ``cos``/``sin`` broadcastable to it."""
-    return x * cos + rotate_half(x) * sin
 
 
 def rotated_keys(
@@ -109,11 +100,8 @@ def attention_rows(
     k = apply_rope(k, cos[samples].float()[:, None], sin[samples].float()[:, None])
 
     # Grouped-query attention without repeating the keys: each kv head serves G heads.
-    scores = torch.einsum("ihgqd,ihkd->ihgqk", q, k) * parts.scaling
-
     allowed = torch.arange(length, device=queries.device)[None, None, :] <= queries[:, :, None]  # causal
     if key_mask is not None:
         allowed = allowed & key_mask[samples][:, None, :].bool()
-    scores = scores.masked_fill(~allowed[:, None, None], float("-inf"))
-    probs = torch.softmax(scores, dim=-1)
+    probs = attention_weights(q, k[:, :, None], parts.scaling, allowed[:, None, None])  # (I, H_kv, G, Q, L)
     return probs.mean(dim=(1, 2))  # average over all H = H_kv * G heads

@@ -27,60 +27,46 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers.masking_utils import create_causal_mask
 
-from .cache_argument import CACHE_ARGUMENT, cache_in
-from .compaction import plan_compaction
-from .level import LayerCapture, Level
-from .replay import PromptMemory, StageKeep
-from .selection import GroupResult, run_stages
+from ..compat import cache_argument, cache_in
+from .compaction import Compaction, plan_compaction
+from .prompt_replay import PromptMemory
+from .selection import run_stages
+from .sequence import StagePrefix, consecutive_ids, next_id
+from .stage_outcome import StageOutcome
+from .token_view import LayerCapture, TokenView
 
 if TYPE_CHECKING:
     from ..config import PruneConfig
-    from ..models.base import ModelAdapter
     from ..registry import Stage
-
-
-@dataclass
-class StageResult:
-    """What one stage kept: it acts from 0-based layer ``start`` on."""
-
-    start: int
-    groups: list[GroupResult]
-    counts: tuple[int, ...]
+    from .adapter_protocol import FamilyAdapter
+    from .signal_source import SignalSource
 
 
 @dataclass
 class PrefillPass:
-    """State of one prefill through the decoder layers.
+    """One prefill through the decoder layers.
 
-    memory: where each stage's keep mask is recorded (a prompt seen for the first time)
-    replay: the keep masks to apply instead of selecting (a prompt extended by ``extra``
-            tokens; see replay.py)
+    results:  every stage's outcome so far (the pre-LLM one first), the record's list
+    prefixes: the sequence's per-stage cache prefixes, appended as stages run
+    memory:   where each stage's outcome is remembered (a prompt seen for the first time)
+    replay:   the outcomes to apply instead of selecting (a prompt extended by ``extra``
+              tokens; see prompt_replay.py)
     """
 
-    level: Level
-    results: list[StageResult]
+    level: TokenView
+    results: list[StageOutcome]
+    prefixes: list[StagePrefix]
     memory: PromptMemory | None = None
-    replay: list[StageKeep] | None = None
+    replay: list[StageOutcome] | None = None
     extra: int = 0
     capture: LayerCapture | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
-class StagePrefix:
-    """Attention mask of the cached prompt in the layers from ``start`` on."""
-
-    start: int
-    mask: torch.Tensor | None  # (B, length); None: all real
-    length: int
-    shift: torch.Tensor | None = None  # (B,) positions="compact": input id minus this stage's id
-
-
-@dataclass
 class DecodePass:
-    """State of one later forward (a decoding step) through the decoder layers."""
+    """One later forward (a decoding step) through the decoder layers."""
 
     prefixes: list[StagePrefix]
     tail: torch.Tensor | None  # (B, new) mask of everything after the cached prompt
@@ -89,16 +75,18 @@ class DecodePass:
 
 
 class LayerStages:
-    """The decoder-layer hooks of one pruned model instance."""
+    """The decoder-layer hooks of one pruned model instance. ``current`` is the pass of
+    the language model's forward in progress (set at its start, cleared at its end)."""
 
-    def __init__(self, adapter: "ModelAdapter", config: "PruneConfig", stages: list["Stage"]) -> None:
+    def __init__(
+        self, adapter: "FamilyAdapter", config: "PruneConfig", stages: list["Stage"], source: "SignalSource"
+    ) -> None:
         self.adapter = adapter
         self.config = config
+        self.source = source
         self.stages = {stage.layer: stage for stage in stages}  # K -> stage
         self.starts = sorted(self.stages)  # a stage at K acts from 0-based layer K on
-        self.prefill: PrefillPass | None = None
-        self.decode: DecodePass | None = None
-        self.prefixes: list[StagePrefix] = []  # of the current sequence, for its decoding steps
+        self.current: PrefillPass | DecodePass | None = None
         self._handles: list[Any] = []
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -116,106 +104,109 @@ class LayerStages:
         for handle in self._handles:
             handle.remove()
         self._handles = []
-        self.reset()
+        self.current = None
 
-    def reset(self) -> None:
-        self.prefill = self.decode = None
-        self.prefixes = []
+    # -- the pass of one forward --------------------------------------------------------------
+    def begin_prefill(self, pass_: PrefillPass) -> PrefillPass:
+        self.current = pass_
+        return pass_
 
-    # -- prefill ------------------------------------------------------------------------
-    def begin_prefill(
-        self,
-        level: Level,
-        memory: PromptMemory | None = None,
-        replay: list[StageKeep] | None = None,
-        extra: int = 0,
-    ) -> PrefillPass:
-        self.decode = None
-        self.prefixes = []
-        self.prefill = PrefillPass(level, [], memory, replay, extra)
-        return self.prefill
+    def begin_decode(self, prefixes: list[StagePrefix], tail: torch.Tensor | None, new: int) -> None:
+        self.current = DecodePass(prefixes, tail, new) if prefixes else None
 
+    def end(self) -> None:
+        self.current = None
+
+    @property
+    def _prefill(self) -> PrefillPass | None:
+        return self.current if isinstance(self.current, PrefillPass) else None
+
+    @property
+    def _decode(self) -> DecodePass | None:
+        return self.current if isinstance(self.current, DecodePass) else None
+
+    # -- layer K: capture, then select ----------------------------------------------------------
     def _make_capture(self, index: int):
         def capture(module: Any, args: tuple, kwargs: dict) -> None:
-            if self.prefill is not None:
+            if self._prefill is not None:
                 hidden = args[0] if args else kwargs["hidden_states"]
-                self.prefill.capture = LayerCapture(index, module, hidden, kwargs["position_embeddings"])
+                self._prefill.capture = LayerCapture(index, module, hidden, kwargs["position_embeddings"])
 
         return capture
 
     def _capture_keys(self, module: Any, args: tuple, output: torch.Tensor) -> None:
-        if self.prefill is not None and self.prefill.capture is not None:
-            self.prefill.capture.keys = output
+        if self._prefill is not None and self._prefill.capture is not None:
+            self._prefill.capture.keys = output
 
     def _make_stage(self, k: int):
-        stage = self.stages[k]
-
         def run(module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
-            prefill = self.prefill
+            prefill = self._prefill
             if prefill is None or prefill.capture is None:
                 return None
             hidden = output[0] if isinstance(output, tuple) else output
-            capture, prefill.capture = prefill.capture, None
-            capture.hidden_out = hidden
-            level = prefill.level
-            level.capture = capture
-            if prefill.replay is not None:
-                done = prefill.replay[len(prefill.results)]
-                keep, groups, counts = done.replay(level, prefill.extra), done.groups, done.counts
-            else:
-                keep, groups, counts, merges = run_stages([stage], self.config, self.adapter, level)
-                if prefill.memory is not None:
-                    prefill.memory.stages.append(StageKeep(keep, groups, counts, merges))
-            compaction = plan_compaction(keep)
-            new_hidden = compaction.gather(capture.hidden_out, seq_dim=1)
-            mask = compaction.mask(level.attention_mask)
-            cos, sin = capture.position_embeddings
-            positions = kwargs.get("position_ids")
-            cache = cache_in(kwargs)
-            new_positions = None if positions is None else compaction.gather(
-                positions.expand(*positions.shape[:-2], new_hidden.shape[0], -1), seq_dim=-1
-            )
-            # (B, L, d), or (3, B, L, d) for M-RoPE in some releases: tokens are dim -2.
-            tables = (compaction.gather(cos, seq_dim=-2), compaction.gather(sin, seq_dim=-2))
-            shift = None
-            if self._renumbers(new_positions):
-                real = compaction.valid if mask is None else mask.bool()
-                before = positions.expand(new_hidden.shape[0], -1)
-                before_mask = compaction.valid.new_ones(before.shape) if level.attention_mask is None else level.attention_mask.bool()
-                renumbered = _consecutive(new_positions, real)
-                step = _next_id(before, before_mask) - _next_id(renumbered, real)
-                previous = self.prefixes[-1].shift if self.prefixes and self.prefixes[-1].shift is not None else 0
-                shift = step + previous
-                new_positions = renumbered
-                tables = self.adapter.language_model.rotary_emb(new_hidden, new_positions)
-            prefill.overrides = {
-                "attention_mask": self._causal_mask(new_hidden, mask, cache, k),
-                "position_embeddings": tables,
-                "position_ids": new_positions,
-            }
-            prefill.level = level.compact(compaction, counts, mask)
-            prefill.results.append(StageResult(k, groups, counts))
-            self.prefixes.append(StagePrefix(k, mask, compaction.length, shift))
+            new_hidden = self._prune_after(k, prefill, hidden, kwargs)
             return (new_hidden, *output[1:]) if isinstance(output, tuple) else new_hidden
 
         return run
 
-    # -- every layer after the first stage ----------------------------------------------------
-    def _make_override(self, index: int):
-        def override(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-            if self.prefill is not None and self.prefill.overrides:
-                return args, {**kwargs, **self.prefill.overrides}
-            if self.decode is not None:
-                hidden = args[0] if args else kwargs["hidden_states"]
-                prefix = self._prefix_for(index)
-                if prefix is not None:
-                    changed = {"attention_mask": self._decode_mask(prefix, hidden, kwargs)}
-                    if prefix.shift is not None and kwargs.get("position_ids") is not None:
-                        changed.update(self._decode_positions(prefix, hidden, kwargs["position_ids"]))
-                    return args, {**kwargs, **changed}
-            return None
+    def _prune_after(self, k: int, prefill: PrefillPass, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
+        """Select after layer K, compact its output, and set what every later layer sees."""
+        capture, prefill.capture = prefill.capture, None
+        capture.hidden_out = hidden
+        level = prefill.level
+        level.capture = capture
+        if prefill.replay is not None:
+            done = prefill.replay[len(prefill.results)]
+            outcome = done.at(k)
+            keep = done.replay(level, prefill.extra)
+        else:
+            outcome = run_stages([self.stages[k]], self.config, self.source, level, start=k)
+            keep = outcome.keep
+            if prefill.memory is not None:
+                prefill.memory.stages.append(outcome)
+        compaction = plan_compaction(keep)
+        new_hidden = compaction.gather(capture.hidden_out, seq_dim=1)
+        mask = compaction.mask(level.attention_mask)
+        positions, tables, shift = self._compacted_positions(compaction, capture, level, kwargs, new_hidden, prefill)
+        prefill.overrides = {
+            "attention_mask": self._causal_mask(new_hidden, mask, cache_in(kwargs), k),
+            "position_embeddings": tables,
+            "position_ids": positions,
+        }
+        prefill.level = level.compact(compaction, outcome.counts, mask)
+        prefill.results.append(outcome)
+        prefill.prefixes.append(StagePrefix(k, mask, compaction.length, shift))
+        return new_hidden
 
-        return override
+    def _compacted_positions(
+        self,
+        compaction: Compaction,
+        capture: LayerCapture,
+        level: TokenView,
+        kwargs: dict,
+        new_hidden: torch.Tensor,
+        prefill: PrefillPass,
+    ) -> tuple[torch.Tensor | None, tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
+        """Position ids, RoPE tables and (``positions="compact"``) the id shift of the
+        layers after a stage."""
+        positions = kwargs.get("position_ids")
+        new_positions = None if positions is None else compaction.gather(
+            positions.expand(*positions.shape[:-2], new_hidden.shape[0], -1), seq_dim=-1
+        )
+        cos, sin = capture.position_embeddings
+        # (B, L, d), or (3, B, L, d) for M-RoPE in some releases: tokens are dim -2.
+        tables = (compaction.gather(cos, seq_dim=-2), compaction.gather(sin, seq_dim=-2))
+        if not self._renumbers(new_positions):
+            return new_positions, tables, None
+        mask = compaction.mask(level.attention_mask)
+        real = compaction.valid if mask is None else mask.bool()
+        before = positions.expand(new_hidden.shape[0], -1)
+        before_mask = compaction.valid.new_ones(before.shape) if level.attention_mask is None else level.attention_mask.bool()
+        renumbered = consecutive_ids(renumber_from=new_positions, real=real)
+        step = next_id(before, before_mask) - next_id(renumbered, real)
+        previous = prefill.prefixes[-1].shift if prefill.prefixes and prefill.prefixes[-1].shift is not None else 0
+        tables = self.adapter.language_model.rotary_emb(new_hidden, renumbered)
+        return renumbered, tables, step + previous
 
     def _renumbers(self, positions: torch.Tensor | None) -> bool:
         """Whether stages renumber the kept tokens (``positions="compact"``, 1-D RoPE)."""
@@ -226,23 +217,36 @@ class LayerStages:
             and self.adapter.position_rows == 1
         )
 
-    def _decode_positions(self, prefix: StagePrefix, hidden: torch.Tensor, positions: torch.Tensor) -> dict:
+    # -- every layer after the first stage ----------------------------------------------------
+    def _make_override(self, index: int):
+        def override(module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+            prefill, decode = self._prefill, self._decode
+            if prefill is not None and prefill.overrides:
+                return args, {**kwargs, **prefill.overrides}
+            if decode is None:
+                return None
+            prefix = _prefix_for(decode.prefixes, index)
+            if prefix is None:
+                return None
+            hidden = args[0] if args else kwargs["hidden_states"]
+            changed = {"attention_mask": self._decode_mask(decode, prefix, hidden, kwargs)}
+            if prefix.shift is not None and kwargs.get("position_ids") is not None:
+                changed.update(self._decode_positions(decode, prefix, hidden, kwargs["position_ids"]))
+            return args, {**kwargs, **changed}
+
+        return override
+
+    def _decode_positions(self, decode: DecodePass, prefix: StagePrefix, hidden: torch.Tensor, positions: torch.Tensor) -> dict:
         """A decoding step's ids and RoPE tables in the layers of a renumbering stage."""
         key = ("positions", prefix.start)
-        if key not in self.decode.masks:
+        if key not in decode.masks:
             shifted = positions.expand(hidden.shape[0], -1) - prefix.shift[:, None]
             tables = self.adapter.language_model.rotary_emb(hidden, shifted)
-            self.decode.masks[key] = {"position_ids": shifted, "position_embeddings": tables}
-        return self.decode.masks[key]
+            decode.masks[key] = {"position_ids": shifted, "position_embeddings": tables}
+        return decode.masks[key]
 
-    def _prefix_for(self, index: int) -> StagePrefix | None:
-        prefixes = self.decode.prefixes
-        at = bisect.bisect_right([p.start for p in prefixes], index) - 1
-        return prefixes[at] if at >= 0 else None
-
-    def _decode_mask(self, prefix: StagePrefix, hidden: torch.Tensor, kwargs: dict) -> Any:
+    def _decode_mask(self, decode: DecodePass, prefix: StagePrefix, hidden: torch.Tensor, kwargs: dict) -> Any:
         """The mask of a decoding step in the layers of one stage (computed once)."""
-        decode = self.decode
         if prefix.start not in decode.masks:
             if prefix.mask is None and decode.tail is None:
                 mask = None
@@ -256,24 +260,20 @@ class LayerStages:
 
     def _causal_mask(self, hidden: torch.Tensor, mask: torch.Tensor | None, cache: Any, layer: int) -> Any:
         """What transformers would build for these layers, sized to their own cache."""
+        from transformers.masking_utils import create_causal_mask
+
         return create_causal_mask(
             config=self.adapter.language_model.config,
             inputs_embeds=hidden,
             attention_mask=mask,
-            **{CACHE_ARGUMENT: cache},
+            **{cache_argument(): cache},
             position_ids=None,
             layer_idx=layer if cache is not None else None,
         )
 
 
-def _consecutive(positions: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """(B, L) ids renumbered consecutively over each row's real tokens, from the row's
-    first real id (padding keeps its id)."""
-    rank = real.long().cumsum(-1) - 1
-    first = positions.gather(-1, real.long().argmax(-1, keepdim=True))
-    return torch.where(real, first + rank, positions)
+def _prefix_for(prefixes: list[StagePrefix], index: int) -> StagePrefix | None:
+    """The prefix of the last stage acting at or before 0-based layer ``index``."""
+    at = bisect.bisect_right([p.start for p in prefixes], index) - 1
+    return prefixes[at] if at >= 0 else None
 
-
-def _next_id(positions: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """(B,) the id after each row's last real token."""
-    return positions.masked_fill(~real, -1).amax(-1) + 1

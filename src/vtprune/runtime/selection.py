@@ -7,7 +7,6 @@ the whole batch of sequences; text positions are always kept.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -15,34 +14,12 @@ import torch
 from ..registry import Selection, Stage
 from ..signals import Signals
 from .layout import ROW_KEY, ImageGroup
-from .level import Level
+from .stage_outcome import GroupResult, Merge, StageOutcome
+from .token_view import TokenView
 
 if TYPE_CHECKING:
     from ..config import PruneConfig
-    from ..models.base import ModelAdapter
-
-
-@dataclass(frozen=True)
-class Merge:
-    """Features a stage wrote over kept tokens: at flat ``positions`` of its level's
-    (B, length) sequence."""
-
-    positions: torch.Tensor
-    features: torch.Tensor
-    length: int
-
-
-@dataclass(frozen=True)
-class GroupResult:
-    """Kept tokens of a group of images, as indices into each image's full grid.
-
-    merged_into: for merging methods, (I, rows * cols): the grid index of the kept token
-                 each token's features went into (-1: none, or not present any more)
-    """
-
-    images: tuple[int, ...]
-    kept: torch.Tensor  # (I, k) sorted
-    merged_into: torch.Tensor | None = None
+    from .signal_source import SignalSource
 
 
 def check_selection(out: Selection | torch.Tensor, num_images: int, num_tokens: int, where: str) -> Selection:
@@ -78,58 +55,82 @@ def select_sorted(
 
 
 def run_stages(
-    stages: list[Stage], config: "PruneConfig", adapter: "ModelAdapter", level: Level
-) -> tuple[torch.Tensor, list[GroupResult], tuple[int, ...], list[Merge]]:
+    stages: list[Stage], config: "PruneConfig", source: "SignalSource", level: TokenView, start: int = 0
+) -> StageOutcome:
     """Apply ``stages`` (all acting at this level) in order to every image group.
 
-    Returns the keep mask (B, L) over the level's sequence (text and padding always
-    kept), the kept tokens of every group, the new token count of every image, and the
-    merges. Stages that merge write their features into the level (see
-    ``Level.write_features``) so later stages and the language model see them.
+    The outcome's keep mask covers the level's sequence (text and padding always
+    kept). Stages that merge write their features into the level (see
+    ``TokenView.write_features``) so later stages and the language model see them.
     """
     layout = level.layout
     keep = ~layout.token_mask
-    flat_keep = keep.view(-1)
-    flat_token = level.token.reshape(-1)
     counts = list(layout.counts)
-    results, merges = [], []
+    outcome = StageOutcome(start, keep, [], (), [])
     # Each stage's budget of every unit: from the image's full token count (shared among
     # its units), whatever is left of it at this level.
     shares = [level.budgets if stage.share is None else layout.budgets(config, stage.share) for stage in stages]
     shares = shares or [level.budgets]
     for (grid, _, budgets), images in layout.groups(tuple(zip(*shares))).items():
-        positions = layout.image_positions(images)
-        token_index = flat_token[positions]
-        ordinal = layout.ordinal_of_image[list(images)]
-        merged_into = None
-        for stage, budget in zip(stages, budgets):
-            if budget == 0:  # a unit whose image's budget went to its other units
-                positions, token_index = positions[:, :0], token_index[:, :0]
-                break
-            group = ImageGroup(grid, tuple(images), positions, token_index)
-            signals = Signals(
-                grid=grid,
-                token_index=token_index,
-                ordinal=ordinal,
-                needs=stage.needs,
-                source=lambda name, g=group: adapter.signal(name, level, g),
-            )
-            sel, kept, order, features = select_sorted(stage, signals, budget, config, len(images), positions.shape[1])
-            before = token_index
-            positions = positions.gather(1, kept)
-            token_index = token_index.gather(1, kept)
-            if sel.owner is not None:
-                merged_into = _merged_into(sel.owner, order, before, token_index, grid)
-            if features is not None:
-                level.write_features(positions, features)
-                merges.append(Merge(positions, features, level.image.shape[1]))
-        flat_keep[positions.reshape(-1)] = True
+        positions, group = _select_group(stages, budgets, config, source, level, grid, images, outcome.merges)
+        keep.view(-1)[positions.reshape(-1)] = True
         for image in images:
             counts[image] = positions.shape[1]
-        results.append(GroupResult(tuple(images), token_index, merged_into))
+        outcome.groups.append(group)
     if layout.row_ends is not None and config.newlines == "with_row":
         keep &= _rows_still_present(layout, level.token, keep)
-    return keep, results, tuple(counts), merges
+    outcome.counts = tuple(counts)
+    return outcome
+
+
+def _select_group(
+    stages: list[Stage],
+    budgets: tuple[int, ...],
+    config: "PruneConfig",
+    source: "SignalSource",
+    level: TokenView,
+    grid: tuple[int, int],
+    images: list[int],
+    merges: list[Merge],
+) -> tuple[torch.Tensor, GroupResult]:
+    """One group of images through the stages: the flat positions it keeps and its result."""
+    layout = level.layout
+    positions = layout.image_positions(images)
+    token_index = level.token.reshape(-1)[positions]
+    ordinal = layout.ordinal_of_image[list(images)]
+    merged_into = None
+    for stage, budget in zip(stages, budgets):
+        if budget == 0:  # a unit whose image's budget went to its other units
+            positions, token_index = positions[:, :0], token_index[:, :0]
+            break
+        group = ImageGroup(grid, tuple(images), positions, token_index)
+        signals = Signals(
+            grid=grid,
+            token_index=token_index,
+            ordinal=ordinal,
+            needs=stage.needs,
+            source=lambda name, g=group: source(name, level, g),
+        )
+        sel, kept, order, features = select_sorted(stage, signals, budget, config, len(images), positions.shape[1])
+        before = token_index
+        positions = positions.gather(1, kept)
+        token_index = token_index.gather(1, kept)
+        if sel.owner is not None:
+            merged_into = _merged_into(sel.owner, order, before, token_index, grid)
+        if features is not None:
+            level.write_features(positions, features)
+            merges.append(Merge(positions, features, level.image.shape[1]))
+    return positions, GroupResult(tuple(images), token_index, merged_into)
+
+
+def keep_everything(level: TokenView) -> StageOutcome:
+    """No stage before the LLM: every token goes in (methods that act inside only)."""
+    layout = level.layout
+    groups = []
+    for (_, count), images in layout.groups().items():
+        index = torch.arange(count, device=level.image.device).expand(len(images), count)
+        groups.append(GroupResult(tuple(images), index))
+    return StageOutcome(0, torch.ones_like(layout.token_mask), groups, layout.counts)
 
 
 def _rows_still_present(layout, token: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

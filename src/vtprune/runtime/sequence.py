@@ -2,13 +2,15 @@
 
 ``generate`` (and any caller) keeps speaking of the unpruned sequence: its attention
 mask covers every token of the prompt, its position ids count them all. The cache
-holds fewer. This state translates one into the other at every later forward.
+holds fewer. This state translates one into the other at every later forward, and it
+is kept with the cache object it describes (:class:`CacheMaps`): a later forward
+that brings that cache finds it, any other cache is a sequence of its own.
 """
 
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -17,6 +19,17 @@ import torch
 def cache_length(cache: Any) -> int:
     """Tokens already in a transformers cache (0 for none)."""
     return 0 if cache is None else int(cache.get_seq_length())
+
+
+@dataclass
+class StagePrefix:
+    """Attention mask of the cached prompt in the layers from ``start`` on (an in-LLM
+    stage: those layers' caches hold only what it kept)."""
+
+    start: int
+    mask: torch.Tensor | None  # (B, length); None: all real
+    length: int
+    shift: torch.Tensor | None = None  # (B,) positions="compact": input id minus this stage's id
 
 
 @dataclass
@@ -33,17 +46,7 @@ class SequenceState:
     prefix: torch.Tensor | None
     next_position: torch.Tensor  # original-space id of the next token, per position row
     shift: torch.Tensor | None  # positions="compact": original id minus compact id
-    cache_ref: Any = None
-
-    def covers(self, cache: Any) -> bool:
-        """Whether ``cache`` is the one this state describes. The first cache seen after
-        the prefill is adopted (a direct ``model(...)`` call creates its cache inside)."""
-        if cache is None:
-            return False
-        if self.cache_ref is None:
-            self.cache_ref = weakref.ref(cache)
-            return True
-        return self.cache_ref() is cache
+    stage_prefixes: list[StagePrefix] = field(default_factory=list)  # in-LLM stages, in layer order
 
     def tokens_before(self, past_len: int) -> int:
         """Unpruned tokens before a forward whose cache holds ``past_len`` slots."""
@@ -68,8 +71,43 @@ class SequenceState:
         return torch.cat((prefix.to(mask.dtype), tail), dim=1)
 
 
+class CacheMaps:
+    """The :class:`SequenceState` of every live cache a pruned forward wrote into.
+
+    Bound when the language model returns (a direct ``model(...)`` call creates its
+    cache inside), weakly: a cache that is dropped takes its state with it."""
+
+    def __init__(self) -> None:
+        self._states: weakref.WeakKeyDictionary[Any, SequenceState] = weakref.WeakKeyDictionary()
+
+    def bind(self, cache: Any, state: SequenceState) -> None:
+        self._states[cache] = state
+
+    def state_of(self, cache: Any) -> SequenceState | None:
+        """The state of a cache that already holds a pruned sequence, else ``None``."""
+        if cache is None or cache_length(cache) == 0:
+            return None
+        return self._states.get(cache)
+
+    def clear(self) -> None:
+        self._states.clear()
+
+
 def align_rows(per_row: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """Broadcast a per-row, per-sample value (R, B) or (B,) over positions (..., B, q)."""
     if per_row.shape == positions.shape[:-1]:
         return per_row[..., None]
     return per_row.reshape(-1, positions.shape[-2])[-1][:, None]
+
+
+def consecutive_ids(renumber_from: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """(..., L) ids renumbered consecutively over each row's real tokens, from the row's
+    first real id (padding keeps its id): ``positions="compact"`` on 1-D RoPE."""
+    rank = real.long().cumsum(-1) - 1
+    first = renumber_from.gather(-1, real.long().argmax(-1, keepdim=True))
+    return torch.where(real, first + rank, renumber_from)
+
+
+def next_id(positions: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """(..., ) the id after each row's last real token."""
+    return positions.masked_fill(~real, -1).amax(-1) + 1

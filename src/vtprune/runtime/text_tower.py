@@ -11,10 +11,54 @@ the method is applied.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from ..config import PruneConfig
+    from ..registry import Stage
+    from .adapter_protocol import FamilyAdapter
+
+# The signals a CLIP text tower serves: required by one, used when given by the other.
+_TEXT_TOWER_SIGNALS = frozenset({"text_relevance", "clip_relevance"})
+
+
+def provide_text_tower(adapter: "FamilyAdapter", config: "PruneConfig", stages: list["Stage"]) -> "TextTower | None":
+    """The CLIP text tower a config names, for stages that score text relevance; loaded
+    once, when the method is applied, with clear errors before the model is changed."""
+    if not any(_TEXT_TOWER_SIGNALS & stage.needs for stage in stages):
+        return None
+    path = getattr(config, "text_tower", None)
+    if path is None:
+        warnings.warn(
+            f"{config.method}: no text_tower given, so text relevance falls back to the language model's "
+            "input embeddings (cosine of each visual token with the mean embedding of the prompt). Pass "
+            "text_tower=<CLIP checkpoint matching the vision tower> for relevance in CLIP space.",
+            stacklevel=4,
+        )
+        return None
+    if not adapter.clip_text_counterpart:
+        raise ValueError(
+            f"text_tower: relevance in CLIP space is available for LLaVA-1.5 (family 'llava'); the "
+            f"{adapter.family} adapter computes text relevance from the language model's input embeddings, "
+            "leave text_tower unset"
+        )
+    model = adapter.model
+    source = getattr(model, "name_or_path", "") or getattr(adapter.core.config, "_name_or_path", "")
+    if not source:
+        raise ValueError(
+            "text_tower: the prompt is decoded with the language model's tokenizer, found through the "
+            "model's name_or_path; load the model with from_pretrained (or set model.config._name_or_path)"
+        )
+    parameter = next(model.parameters())
+    try:
+        return TextTower.load(path, source, parameter.device, parameter.dtype)
+    except OSError as error:
+        raise ValueError(f"text_tower={path!r} (with the tokenizer of {source!r}) could not be loaded: {error}") from error
 
 
 class TextTower:

@@ -13,8 +13,6 @@ from typing import Any
 
 import torch
 
-VISION_SIGNALS = frozenset({"vision_saliency", "vision_features", "vision_keys"})
-
 
 @dataclass
 class VisionCall:

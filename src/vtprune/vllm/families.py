@@ -14,7 +14,7 @@ from .plan import CONFIG_KEY, ServingError, ServingPlan, plan_from_config
 
 VISION = frozenset({"visual", "vision_saliency", "vision_keys"})
 PROMPT = frozenset({"text_embeds", "text_mask", "text_relevance"})
-LLAVA_SIGNALS = VISION | {"vision_features"} | PROMPT
+LLAVA_SIGNALS = VISION | PROMPT
 QWEN_SIGNALS = VISION | PROMPT
 
 

@@ -134,8 +134,6 @@ class VtpruneLlavaForConditionalGeneration(EncoderPositionsMixin, LlavaForCondit
         prompt: dict[str, torch.Tensor] = {}
 
         def signal(name: str) -> torch.Tensor:
-            if name == "vision_features":
-                return features
             if name in ("vision_saliency", "vision_keys"):
                 query, keys, _ = captures["qkv"].chunk(3, dim=-1)
                 if name == "vision_keys":  # averaged over heads, as the Hugging Face path

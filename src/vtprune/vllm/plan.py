@@ -21,7 +21,7 @@ from ..registry import PRE_LLM, Method, ModelShape, Stage, all_methods
 CONFIG_KEY = "vtprune"  # the key of the plan in the model's config (hf_overrides)
 
 # Signals the served models provide; see each family module.
-VISION_SIGNALS = frozenset({"visual", "vision_saliency", "vision_keys", "vision_features"})
+VISION_SIGNALS = frozenset({"visual", "vision_saliency", "vision_keys"})
 PROMPT_SIGNALS = frozenset({"text_embeds", "text_mask", "text_relevance"})
 
 

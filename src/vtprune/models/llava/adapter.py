@@ -15,7 +15,9 @@ from torch import nn
 from ...runtime.layout import ImageLayout
 from ...runtime.vision import VisionCall
 from .. import vit_tiles
-from ..base import Forward, ModelAdapter
+from ...runtime.forward_inputs import Forward
+from ...signals import VISION_SIGNALS
+from ..base import ModelAdapter
 
 
 class LlavaAdapter(ModelAdapter):
@@ -23,7 +25,8 @@ class LlavaAdapter(ModelAdapter):
     model_classes = ("LlavaForConditionalGeneration", "LlavaModel")
     model_types = ("llava",)
     position_rows = 1
-    signals = ModelAdapter.signals | vit_tiles.TILE_SIGNALS | {"clip_relevance"}
+    signals = ModelAdapter.signals | VISION_SIGNALS | {"clip_relevance"}
+    clip_text_counterpart = True
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
@@ -52,22 +55,11 @@ class LlavaAdapter(ModelAdapter):
     def install_vision_capture(self, record: Callable[[str, Any], None]) -> list[Any]:
         return vit_tiles.install_capture(self.core.vision_tower, self.config.vision_feature_layer, record)
 
-    def check_text_tower(self) -> None:
-        """CLIP towers have a text counterpart: nothing to refuse."""
-
-    def _clip_relevance(self, level, group, select_layer: bool = False) -> torch.Tensor:
-        """Cosine, in CLIP space, between each patch (post layer norm, projected) and the
-        CLIP text embedding of the instruction: patches of the vision tower's final layer
-        (``text_relevance``), or of the layer LLaVA reads (``clip_relevance``, CDPruner's)."""
-        call, tower = level.vision, self.text_tower
-        key, source = ("clip_image_select", "layer_out") if select_layer else ("clip_image", "last_out")
-        if key not in call.cache:
-            post_ln = vit_tiles.post_layernorm(self.core.vision_tower)
-            call.cache[key] = tower.image_embeddings(post_ln(call.captures[source][:, 1:]))
-        patches = call.cache[key][list(group.images)]
-        patches = patches.gather(1, group.token_index[..., None].expand(-1, -1, patches.shape[-1]))
-        text = tower.text_embeddings(self._instruction_ids(level, group)).to(patches.device)
-        return (patches * text[:, None, :]).sum(-1)
+    def clip_patches(self, call: VisionCall, select_layer: bool) -> torch.Tensor:
+        """Patches (no CLS) of the layer LLaVA reads, or of the final layer, through the
+        tower's post layer norm: what CLIP's projection head maps into text space."""
+        post_ln = vit_tiles.post_layernorm(self.core.vision_tower)
+        return post_ln(call.captures["layer_out" if select_layer else "last_out"][:, 1:])
 
     def vision_signal(self, name: str, call: VisionCall) -> torch.Tensor:
         """Signals of the vision layer LLaVA reads: each image is one tile."""

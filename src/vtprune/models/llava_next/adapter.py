@@ -31,7 +31,9 @@ from torch import nn
 from ...runtime.layout import ROW_KEY, ImageLayout
 from ...runtime.vision import VisionCall
 from .. import vit_tiles
-from ..base import Forward, ModelAdapter
+from ...runtime.forward_inputs import Forward
+from ...signals import VISION_SIGNALS
+from ..base import ModelAdapter
 
 
 class LlavaNextAdapter(ModelAdapter):
@@ -39,7 +41,7 @@ class LlavaNextAdapter(ModelAdapter):
     model_classes = ("LlavaNextForConditionalGeneration", "LlavaNextModel")
     model_types = ("llava_next",)
     position_rows = 1
-    signals = ModelAdapter.signals | vit_tiles.TILE_SIGNALS
+    signals = ModelAdapter.signals | VISION_SIGNALS
     records_encoder = True  # generate drops image_sizes before the prefill: record them
 
     def __init__(self, model: nn.Module) -> None:

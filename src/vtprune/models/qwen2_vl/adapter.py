@@ -16,10 +16,14 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ...attention import apply_rope, attention_weights
+from ...compat import mrope_section, vision_window_index
 from ...runtime.compaction import Compaction
 from ...runtime.layout import ImageLayout
 from ...runtime.vision import VisionCall
-from ..base import Forward, ModelAdapter
+from ...runtime.forward_inputs import Forward
+from ...signals import VISION_SIGNALS
+from ..base import ModelAdapter
 
 
 class Qwen2VLAdapter(ModelAdapter):
@@ -32,7 +36,7 @@ class Qwen2VLAdapter(ModelAdapter):
     )
     model_types = ("qwen2_vl", "qwen2_5_vl")
     position_rows = 3
-    signals = ModelAdapter.signals | {"vision_saliency", "vision_keys"}
+    signals = ModelAdapter.signals | VISION_SIGNALS
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)
@@ -92,14 +96,7 @@ class Qwen2VLAdapter(ModelAdapter):
         visual = self.core.visual
         if not hasattr(visual, "fullatt_block_indexes"):
             return per_token  # Qwen2-VL: no windows, raster order throughout
-        if hasattr(visual, "get_window_index"):  # older releases
-            window_index, _ = visual.get_window_index(grid_thw)
-        else:
-            from transformers.vision_utils import get_vision_window_index
-
-            window_index, _ = get_vision_window_index(
-                grid_thw, visual.spatial_merge_size, visual.window_size, visual.patch_size
-            )
+        window_index = vision_window_index(visual, grid_thw)
         natural = torch.empty_like(per_token)
         natural[window_index.to(per_token.device)] = per_token
         return natural
@@ -135,9 +132,7 @@ class Qwen2VLAdapter(ModelAdapter):
         embedding pass (3, B, L, d) and merge them in the attention: do the same."""
         if cos.dim() == 3:
             return cos, sin
-        text = self.config.text_config
-        parameters = getattr(text, "rope_parameters", None) or getattr(text, "rope_scaling", None) or {}
-        sections = list(parameters["mrope_section"]) * 2
+        sections = mrope_section(self.config.text_config) * 2
 
         def merge(table: torch.Tensor) -> torch.Tensor:
             return torch.cat([part[i % 3] for i, part in enumerate(table.split(sections, dim=-1))], dim=-1)
@@ -224,19 +219,14 @@ def attention_received(
     """Mean attention each patch receives within its attention segment (an image), over
     all queries and heads. Queries go in chunks so memory stays O(chunk x patches)."""
     cos, sin = (t.float()[:, None, :] for t in rope)
-    q = q * cos + _rotate_half(q) * sin
-    k = k * cos + _rotate_half(k) * sin
+    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
     received = torch.zeros(q.shape[0], device=q.device)
     bounds = cu_seqlens.tolist()
     for start, end in zip(bounds[:-1], bounds[1:]):
         keys = k[start:end]
         for chunk in range(start, end, 1024):
-            scores = torch.einsum("qhd,khd->hqk", q[chunk : min(chunk + 1024, end)], keys) * scale
-            received[start:end] += torch.softmax(scores, dim=-1).sum(dim=(0, 1))
+            queries = q[chunk : min(chunk + 1024, end)].transpose(0, 1)  # (heads, chunk, d)
+            received[start:end] += attention_weights(queries, keys.transpose(0, 1), scale).sum(dim=(0, 1))
         received[start:end] /= (end - start) * q.shape[1]
     return received
 
-
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)

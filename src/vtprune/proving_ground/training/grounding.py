@@ -48,8 +48,8 @@ from typing import Iterator
 
 import torch
 from torch import nn
-from transformers.models.llama.modeling_llama import rotate_half
 
+from ...attention import apply_rope, softmax_over_allowed
 from .packing import PackedBatch
 
 
@@ -89,14 +89,13 @@ def attention_log_probs(
     if attention.q_proj.bias is not None:
         q = q + attention.q_proj.bias[head * dim:(head + 1) * dim]
         k = k + attention.k_proj.bias[kv_head * dim:(kv_head + 1) * dim]
-    q = q * cos[rows, cols] + rotate_half(q) * sin[rows, cols]
-    k = k * cos + rotate_half(k) * sin
+    q, k = apply_rope(q, cos[rows, cols], sin[rows, cols]), apply_rope(k, cos, sin)
     # Every query against every sequence's keys, then its own: a product ~B times larger
     # than needed but far cheaper than gathering (n, L, dim) keys and their gradient.
     logits = torch.einsum("nd,bld->nbl", q, k)[torch.arange(len(rows)), rows] / math.sqrt(dim)  # (n, L)
     mask = batch.attention_mask
     visible = mask[rows if mask.shape[0] > 1 else torch.zeros_like(rows), 0, cols]  # (n, L)
-    return torch.log_softmax(logits.masked_fill(~visible, float("-inf")), dim=-1)
+    return softmax_over_allowed(logits, visible, log=True)
 
 
 def focus_attention_loss(

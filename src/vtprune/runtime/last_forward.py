@@ -15,10 +15,10 @@ import torch
 from typing import TYPE_CHECKING
 
 from .layout import ImageLayout
-from .selection import GroupResult
+from .stage_outcome import GroupResult
 
 if TYPE_CHECKING:
-    from .layer_stages import StageResult
+    from .stage_outcome import StageOutcome
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class PruneRecord:
     """The selections of one pruned forward, stage by stage. In-LLM stages append to
     ``stages`` while the forward runs; read it afterwards."""
 
-    def __init__(self, layout: ImageLayout, stages: list["StageResult"], batch: int, num_layers: int) -> None:
+    def __init__(self, layout: ImageLayout, stages: list["StageOutcome"], batch: int, num_layers: int) -> None:
         self.layout = layout
         self.stages = stages
         self.batch = batch

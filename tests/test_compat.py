@@ -6,12 +6,12 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaModel
 
-from vtprune.runtime.cache_argument import CACHE_ARGUMENT, cache_in, cache_of
+from vtprune.compat import cache_argument, cache_in, cache_of
 
 
 def test_the_name_is_the_one_models_and_decoder_layers_take():
-    assert CACHE_ARGUMENT in inspect.signature(LlamaModel.forward).parameters
-    assert CACHE_ARGUMENT in inspect.signature(LlamaDecoderLayer.forward).parameters
+    assert cache_argument() in inspect.signature(LlamaModel.forward).parameters
+    assert cache_argument() in inspect.signature(LlamaDecoderLayer.forward).parameters
 
 
 def test_cache_in_reads_either_name_and_none_when_absent():

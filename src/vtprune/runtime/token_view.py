@@ -1,4 +1,4 @@
-"""A *level*: the sequence as a stage sees it (before the LLM, or after layer K).
+"""The token view: the sequence as a stage sees it (before the LLM, or after layer K).
 
 Each level knows where every image's current tokens sit in its (possibly already
 compacted) batch of sequences, which token of the image's grid each one is, the
@@ -32,7 +32,7 @@ class LayerCapture:
 
 
 @dataclass
-class Level:
+class TokenView:
     """The current tokens of one forward at one stage.
 
     image:  (B, L) image number of each position, -1 for text and padding
@@ -57,7 +57,7 @@ class Level:
     row_ends: torch.Tensor | None = None  # see ImageLayout.row_ends
     capture: LayerCapture | None = None
     vision: "VisionCall | None" = None  # the vision tower's run that produced the images
-    entry: "Level | None" = None  # the level at the language model's input (None: this one)
+    entry: "TokenView | None" = None  # the level at the language model's input (None: this one)
     _cache: dict = field(default_factory=dict)
 
     @classmethod
@@ -67,7 +67,7 @@ class Level:
         embeds: torch.Tensor,
         attention_mask: torch.Tensor | None,
         input_ids: torch.Tensor | None = None,
-    ) -> "Level":
+    ) -> "TokenView":
         """The level of a language model input whose images are described by ``layout``."""
         batch, length = layout.token_mask.shape
         device = embeds.device
@@ -128,7 +128,7 @@ class Level:
         counts: tuple[int, ...],
         mask: torch.Tensor | None,
         input_embeds: torch.Tensor | None = None,
-    ) -> "Level":
+    ) -> "TokenView":
         """The next level: these tokens after ``compaction``, with ``counts`` per image.
 
         ``input_embeds``: the compacted sequence becomes the language model's input
@@ -138,7 +138,7 @@ class Level:
         origin = compaction.gather(self.origin, -1)
         if input_embeds is not None:
             origin = torch.arange(compaction.length, device=origin.device).expand_as(origin)
-        return Level(
+        return TokenView(
             compaction.gather(self.image, -1).masked_fill(~compaction.valid, -1),
             compaction.gather(self.token, -1).masked_fill(~compaction.valid, -1),
             origin,

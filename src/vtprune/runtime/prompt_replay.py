@@ -16,28 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .layout import ImageLayout
-from .level import Level
-from .selection import GroupResult, Merge
-
-
-@dataclass
-class StageKeep:
-    """What one stage kept (its keep mask over its level's sequence, per image) and the
-    features it merged into the kept tokens."""
-
-    keep: torch.Tensor  # (B, L) at that level
-    groups: list[GroupResult]
-    counts: tuple[int, ...]
-    merges: list[Merge] = field(default_factory=list)
-
-    def replay(self, level: Level, extra: int) -> torch.Tensor:
-        """Write the merges into ``level`` (the same sequence plus ``extra`` tokens at the
-        end of every row) and return the keep mask extended to it (new tokens: kept)."""
-        for merge in self.merges:
-            rows = torch.div(merge.positions, merge.length, rounding_mode="floor")
-            columns = merge.positions - rows * merge.length
-            level.write_features(rows * (merge.length + extra) + columns, merge.features)
-        return torch.cat((self.keep, self.keep.new_ones(self.keep.shape[0], extra)), dim=1)
+from .stage_outcome import StageOutcome
 
 
 @dataclass
@@ -49,7 +28,7 @@ class PromptMemory:
     counts: tuple[int, ...]
     grids: tuple[tuple[int, int], ...]
     visual: torch.Tensor  # the prompt's image features at the language model input
-    stages: list[StageKeep] = field(default_factory=list)  # pre-LLM first; in-LLM ones appended as they run
+    stages: list[StageOutcome] = field(default_factory=list)  # pre-LLM first; in-LLM ones appended as they run
     record: object = None  # the PruneRecord of that prompt
 
     def extended_by(

@@ -11,7 +11,7 @@ import torch
 
 from vtprune.config import PruneConfig
 from vtprune.registry import ModelShape, Selection, method_for_config
-from vtprune.runtime.selection import check_selection
+from vtprune.runtime.stage_runner import check_selection
 from vtprune.signals import Signals, parse_signal
 
 # Axis of the token dimension of each signal; text-only signals have none.

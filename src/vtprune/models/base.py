@@ -90,7 +90,7 @@ class ModelAdapter:
         """The recorded vision call that produced this forward's images (the latest one
         with as many images)."""
         for call in reversed(forward.vision_calls):
-            if isinstance(call, VisionCall) and call.info == layout.num_images:
+            if isinstance(call, VisionCall) and call.info == layout.num_units:
                 return call
         return None
 

@@ -27,7 +27,7 @@ _OPTIONS = {  # settings exposed on the command line, with their help
     "subset_ramp": "stage 2 steps over which the subset grows to all 576 tokens",
     "position_weight": "stage 1 weight of the object-token position loss (0: off)",
     "position_norm": "length of the 2-D sin/cos start of the position embeddings (0: random start)",
-    "grounding_weight": "initial weight of the grounding loss (0: off)",
+    "grounding_weight": "weight of the grounding loss (0: off)",
     "seed": "initialisation seed",
     "threads": "torch CPU threads",
     "eval_every": "stage 2 steps between validation passes",

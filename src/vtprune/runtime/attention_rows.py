@@ -71,10 +71,9 @@ def attention_rows(
     samples:  (I,) batch row of each requested set of rows
     queries:  (I, Q) sequence positions of the query tokens in that row
     key_mask: (B, L) real tokens (``None``: all real)
-    hidden:   the (B, L, D) states the queries are projected from (default: the captured
-              layer's input); keys: their (B, L, H_kv * d) pre-RoPE keys (default: the
-              captured layer's ``k_proj`` output). Both are given to score with another
-              layer's projections (PDrop scores with the next layer's).
+    hidden, keys: the (B, L, D) states the queries come from and their (B, L, H_kv * d)
+              pre-RoPE keys (default: the captured layer's input and ``k_proj`` output);
+              given to score with another layer's projections (PDrop: the next layer's).
     returns:  (I, Q, L) float32; row q of image i sums to 1 over the keys it may see
     """
     hidden = capture.hidden_in if hidden is None else hidden
@@ -82,8 +81,7 @@ def attention_rows(
     cos, sin = rope
     if cos.dim() != 3:
         raise RuntimeError(f"expected (batch, tokens, head_dim) RoPE tables, got {tuple(cos.shape)}")
-    num_images, num_queries = queries.shape
-    length = hidden.shape[1]
+    (num_images, num_queries), length = queries.shape, hidden.shape[1]
     groups = parts.num_heads // parts.num_kv_heads
 
     # Queries: project only the requested rows, with the layer's own norm and q_proj.

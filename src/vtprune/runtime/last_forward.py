@@ -112,7 +112,7 @@ class PruneRecord:
         return out
 
     def _kept(self, groups: list[GroupResult]) -> list[list[torch.Tensor]]:
-        per_unit: list[torch.Tensor | None] = [None] * self.layout.num_images
+        per_unit: list[torch.Tensor | None] = [None] * self.layout.num_units
         for group in groups:
             for row, unit in enumerate(group.images):
                 per_unit[unit] = group.kept[row]
@@ -137,7 +137,7 @@ class PruneRecord:
         """Per sample, per image: for each of the image's tokens the index of the kept
         token its features were merged into (-1: none); ``None`` for images no stage
         merged."""
-        per_unit: list[torch.Tensor | None] = [None] * self.layout.num_images
+        per_unit: list[torch.Tensor | None] = [None] * self.layout.num_units
         for stage in self.stages:
             for group in stage.groups:
                 if group.merged_into is not None:

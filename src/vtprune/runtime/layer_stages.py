@@ -31,7 +31,7 @@ import torch
 from ..compat import cache_argument, cache_in
 from .compaction import Compaction, plan_compaction
 from .prompt_replay import PromptMemory
-from .selection import run_stages
+from .stage_runner import run_stages
 from .sequence import StagePrefix, consecutive_ids, next_id
 from .stage_outcome import StageOutcome
 from .token_view import LayerCapture, TokenView

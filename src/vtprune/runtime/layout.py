@@ -55,7 +55,7 @@ class ImageLayout:
                 raise ValueError(f"image with {count} tokens cannot have a {rows}x{cols} grid")
 
     @property
-    def num_images(self) -> int:
+    def num_units(self) -> int:
         """Units (grids) to prune; equal to the images except for multi-grid models."""
         return len(self.counts)
 
@@ -111,9 +111,9 @@ class ImageLayout:
 
     @cached_property
     def sample_of_image(self) -> torch.Tensor:
-        """(num_images,) batch row of each image."""
+        """(num_units,) batch row of each unit."""
         # A unit with no tokens left takes the row of its image's unit that has some.
-        source = [i if self.counts[i] else self._unit_with_tokens(i) for i in range(self.num_images)]
+        source = [i if self.counts[i] else self._unit_with_tokens(i) for i in range(self.num_units)]
         first = self.flat_positions[torch.tensor([self.starts[i] for i in source], device=self.token_mask.device)]
         return torch.div(first, self.seq_len, rounding_mode="floor")
 
@@ -125,10 +125,10 @@ class ImageLayout:
 
     @cached_property
     def ordinal_of_image(self) -> torch.Tensor:
-        """(num_images,) index of each image within its own prompt."""
+        """(num_units,) index of each unit's image within its own prompt."""
         sample = self.sample_of_image
         first_of_sample = torch.searchsorted(sample, sample)  # images are sorted by sample
-        return torch.arange(self.num_images, device=sample.device) - first_of_sample
+        return torch.arange(self.num_units, device=sample.device) - first_of_sample
 
     def groups(self, budgets: tuple | None = None) -> dict[tuple, list[int]]:
         """Images that share a token grid, a current token count (and a budget, when

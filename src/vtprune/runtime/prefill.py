@@ -19,7 +19,7 @@ from .forward_inputs import Forward
 from .last_forward import PruneRecord
 from .layer_stages import LayerStages, PrefillPass
 from .prompt_replay import PromptMemory
-from .selection import keep_everything, run_stages
+from .stage_runner import keep_everything, run_stages
 from .sequence import SequenceState, align_rows, next_id
 from .stage_outcome import StageOutcome
 from .token_view import TokenView

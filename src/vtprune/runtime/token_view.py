@@ -74,7 +74,7 @@ class TokenView:
         image = torch.full((batch * length,), -1, dtype=torch.long, device=device)
         token = torch.full((batch * length,), -1, dtype=torch.long, device=device)
         counts = torch.tensor(layout.counts, device=device)
-        image_ids = torch.repeat_interleave(torch.arange(layout.num_images, device=device), counts)
+        image_ids = torch.repeat_interleave(torch.arange(layout.num_units, device=device), counts)
         starts = torch.tensor(layout.starts, device=device)
         image[layout.flat_positions] = image_ids
         token[layout.flat_positions] = torch.arange(len(image_ids), device=device) - starts[image_ids]

@@ -12,7 +12,7 @@ from typing import Callable
 
 import torch
 
-from ..runtime.selection import select_sorted
+from ..runtime.stage_runner import select_sorted
 from ..signals import Signals
 from .plan import ServingPlan
 

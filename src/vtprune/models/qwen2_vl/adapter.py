@@ -162,7 +162,7 @@ class Qwen2VLAdapter(ModelAdapter):
         local = torch.zeros(batch * seq, dtype=torch.long, device=device)
         counts = torch.tensor(layout.counts, device=device)
         starts = torch.tensor(layout.starts, device=device)
-        image_ids = torch.repeat_interleave(torch.arange(layout.num_images, device=device), counts)
+        image_ids = torch.repeat_interleave(torch.arange(layout.num_units, device=device), counts)
         image_of[layout.flat_positions] = image_ids
         local[layout.flat_positions] = torch.arange(len(image_ids), device=device) - starts[image_ids]
         cols = torch.tensor([g[1] for g in layout.grids], device=device)
@@ -179,10 +179,10 @@ class Qwen2VLAdapter(ModelAdapter):
 
         # Dense ranks of the kept rows and columns of each image.
         def used(coord: torch.Tensor, size: int) -> torch.Tensor:
-            spill = layout.num_images * size  # one extra slot takes the text positions
+            spill = layout.num_units * size  # one extra slot takes the text positions
             flat = torch.where(visual, img_safe * size + coord, spill).reshape(-1)
             hits = torch.zeros(spill + 1, dtype=torch.long, device=device).scatter_(0, flat, 1)
-            return hits[:spill].view(layout.num_images, size)
+            return hits[:spill].view(layout.num_units, size)
 
         row_used = used(row, max(g[0] for g in layout.grids))
         col_used = used(col, max(g[1] for g in layout.grids))

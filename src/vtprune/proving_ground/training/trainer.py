@@ -64,8 +64,7 @@ class TrainSettings:
     subset_tokens: int = 112
     subset_hold: int = 6300
     subset_ramp: int = 700
-    grounding_weight: float = 1.0  # initial weight of the grounding losses (see training.grounding)
-    grounding_fade: tuple[float, float] = (1.0, 1.0)  # ...fading linearly to 0 between these shares of stage 2
+    grounding_weight: float = 1.0  # weight of the grounding losses throughout stage 2 (see training.grounding)
     # Stage 2 keeps the vision tower of stage 1 frozen: what it learnt from dense
     # labels is what the answers need, and without its backward pass a step costs half.
     freeze_vision: bool = True
@@ -74,13 +73,6 @@ class TrainSettings:
     eval_every: int = 500
     val_images: int = 96
     size: ModelSize = field(default_factory=ModelSize)
-
-
-def grounding_weight(settings: TrainSettings, step: int) -> float:
-    start, end = (share * settings.steps for share in settings.grounding_fade)
-    if step <= start:
-        return settings.grounding_weight
-    return settings.grounding_weight * max(0.0, 1.0 - (step - start) / max(1.0, end - start))
 
 
 def _question_jobs(settings: TrainSettings, steps: Iterable[int]) -> Iterator[QuestionJob]:
@@ -96,7 +88,7 @@ def _loss_weights(settings: TrainSettings, step: int) -> LossWeights:
     """The loss weights at stage 2 step ``step``; stage 1 uses their tower part."""
     return LossWeights(
         scene=settings.scene_weight, patch=settings.patch_weight, position=settings.position_weight,
-        grounding=grounding_weight(settings, step), vision=not settings.freeze_vision,
+        grounding=settings.grounding_weight, vision=not settings.freeze_vision,
     )
 
 

@@ -1,4 +1,4 @@
-"""Run a method's stages over the images at one level (before the LLM or after layer K).
+"""Run a method's stages over the images of one token view (before the LLM or after layer K).
 
 Images are processed in groups that share a token grid, so a stage sees batched
 tensors (one call for all LLaVA images of a batch). The result is a keep mask over
@@ -138,7 +138,7 @@ def _rows_still_present(layout, token: torch.Tensor, keep: torch.Tensor) -> torc
     unit_of = torch.full_like(token, -1)
     flat = unit_of.view(-1)
     counts = torch.tensor(layout.counts, device=token.device)
-    flat[layout.flat_positions] = torch.repeat_interleave(torch.arange(layout.num_images, device=token.device), counts)
+    flat[layout.flat_positions] = torch.repeat_interleave(torch.arange(layout.num_units, device=token.device), counts)
     cols = torch.tensor([c for _, c in layout.grids], device=token.device)
     kept_visual = keep & (unit_of >= 0)
     key = unit_of.clamp(min=0) * ROW_KEY + torch.div(token.clamp(min=0), cols[unit_of.clamp(min=0)], rounding_mode="floor")

@@ -1,15 +1,29 @@
-"""Model adapters, one per family, and the lookup from a model instance to its adapter."""
+"""Model families: one package per family (``models/<family>/``), each registering its
+:class:`~.family.Family`, and the lookups from a model or a config to its adapter.
+
+Every subpackage here is a family package, imported (so registered) in name order
+when this package is first imported: a new family is a new package, nothing else.
+"""
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from torch import nn
 
 from .base import ModelAdapter
-from .llava import LlavaAdapter
-from .llava_next import LlavaNextAdapter, LlavaOnevisionAdapter
-from .qwen2_vl import Qwen2VLAdapter
+from .family import Family, family_of, registered
 
-ADAPTERS: tuple[type[ModelAdapter], ...] = (LlavaAdapter, Qwen2VLAdapter, LlavaNextAdapter, LlavaOnevisionAdapter)
+for _package in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg):
+    importlib.import_module(f"{__name__}.{_package}")
+
+ADAPTERS: tuple[type[ModelAdapter], ...] = tuple(family.adapter for family in registered())
+
+
+def registered_families() -> tuple[Family, ...]:
+    """Every registered family, in order."""
+    return registered()
 
 
 def supported_families() -> dict[str, tuple[str, ...]]:
@@ -43,4 +57,14 @@ def adapter_for(model: object) -> ModelAdapter:
     raise TypeError(f"model of type {type(model).__name__} is not supported; supported families: {accepted}")
 
 
-__all__ = ["ADAPTERS", "ModelAdapter", "adapter_class_for_config", "adapter_for", "family_support", "supported_families"]
+__all__ = [
+    "ADAPTERS",
+    "Family",
+    "ModelAdapter",
+    "adapter_class_for_config",
+    "adapter_for",
+    "family_of",
+    "family_support",
+    "registered_families",
+    "supported_families",
+]

@@ -2,7 +2,18 @@
 :class:`~.family.Family`, and the lookups from a model or a config to its adapter.
 
 Every subpackage here is a family package, imported (so registered) in name order
-when this package is first imported: a new family is a new package, nothing else.
+when this package is first imported. A family package holds:
+
+    adapter.py   the ModelAdapter: where the image tokens are, their grids, positions
+    tiny.py      a tiny random-weight model, and how a fake prompt's image becomes inputs
+    geometry.py  which pixels each token covers, from the family's image processor
+    cost.py      vision MACs, and the published configs of real-scale architectures
+    __init__.py  the Family record, registered
+
+The model tests run on every registered family's tiny models, so a new family is its
+package, its own tests, and its row in the README (plus its architecture names in
+``bench.architectures.ARCHITECTURES`` if it has any, which the command line lists
+without importing torch).
 """
 
 from __future__ import annotations
@@ -13,17 +24,13 @@ import pkgutil
 from torch import nn
 
 from .base import ModelAdapter
-from .family import Family, family_of, registered
+from .family import Family, family_of
+from .family import registered as registered_families
 
 for _package in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg):
     importlib.import_module(f"{__name__}.{_package}")
 
-ADAPTERS: tuple[type[ModelAdapter], ...] = tuple(family.adapter for family in registered())
-
-
-def registered_families() -> tuple[Family, ...]:
-    """Every registered family, in order."""
-    return registered()
+ADAPTERS: tuple[type[ModelAdapter], ...] = tuple(family.adapter for family in registered_families())
 
 
 def supported_families() -> dict[str, tuple[str, ...]]:

@@ -97,6 +97,10 @@ class Family:
     def name(self) -> str:
         return self.adapter.family
 
+    @property
+    def model_classes(self) -> tuple[str, ...]:
+        return self.adapter.model_classes
+
 
 _REGISTRY: dict[str, Family] = {}
 
@@ -121,4 +125,5 @@ def family_of(model: object) -> Family:
         for family in _REGISTRY.values():
             if family.adapter.handles(model):
                 return family
-    raise TypeError(f"model of type {type(model).__name__} is not of a supported family")
+    names = ", ".join(family.name for family in _REGISTRY.values())
+    raise TypeError(f"model of type {type(model).__name__} is of none of the supported families ({names})")

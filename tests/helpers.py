@@ -2,41 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
 
-from vtprune.testing import IMAGE, Image, Part, make_batch, tiny_llava, tiny_llava_next, tiny_llava_onevision, tiny_qwen2_vl
+from vtprune.testing import test_models
 
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    build: Callable[..., torch.nn.Module]
-    images: tuple[Part, ...]  # images of different shapes where the family allows it
-
-    @property
-    def mrope(self) -> bool:
-        return self.name.startswith("qwen")
-
-    @property
-    def anyres(self) -> bool:
-        return self.name.startswith("llava_")
-
-    def image(self, i: int = 0) -> Part:
-        return self.images[i % len(self.images)]
-
-
-ANYRES_IMAGES = (Image(size=(30, 60)), Image(size=(48, 48)), Image(size=(20, 20)))
-
-FAMILIES = [
-    Family("llava", tiny_llava, (IMAGE,)),
-    Family("llava_next", tiny_llava_next, ANYRES_IMAGES),
-    Family("llava_onevision", tiny_llava_onevision, ANYRES_IMAGES),
-    Family("qwen2_vl", lambda **kw: tiny_qwen2_vl(version="2", **kw), (Image(4, 6), Image(6, 4), Image(5, 5))),
-    Family("qwen2_5_vl", lambda **kw: tiny_qwen2_vl(version="2.5", **kw), (Image(4, 6), Image(6, 4), Image(5, 5))),
-]
+# Every registered family's tiny model(s): ``name``, ``build(...)``, ``image(i)`` (images
+# of different shapes where the family allows it), ``anyres``.
+FAMILIES = list(test_models())
 FAMILY_IDS = [f.name for f in FAMILIES]
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vtprune
-from vtprune.bench.flops import LayerShape, language_layer, prefill_macs, tokens_per_layer, vision_macs
+from vtprune.bench.flops import LayerShape, language_layer, prefill_macs, vision_macs
 from vtprune.bench.inputs import Target, synthetic_batch
 from vtprune.bench.report import format_table, plot, write_json
 from vtprune.bench.runner import Variant, run_bench
@@ -29,10 +29,6 @@ def test_layer_formula_by_hand():
     assert LayerShape(8, 4, 16, 3).macs(3) == 384 + 192 + 144 + 1152
     config = tiny_llava().config.text_config  # hidden 64, 4 heads, 2 kv heads, mlp 128
     assert language_layer(config) == LayerShape(64, 32, 128, 3)
-
-
-def test_tokens_per_layer_follow_the_stages():
-    assert tokens_per_layer(10, [(0, 100), (2, 40), (3, 5)], 5) == [110, 110, 50, 15, 15]
 
 
 def test_vision_macs_of_a_clip_tower_by_hand():

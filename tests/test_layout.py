@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from vtprune.runtime.layout import ImageLayout
+from vtprune.runtime.layout import ROW_KEY, ImageLayout, row_end_keys
 
 
 def test_images_are_numbered_through_the_batch():
@@ -29,3 +29,8 @@ def test_equal_grids_form_one_group():
     assert layout.groups() == {((2, 2), 4): [0, 1]}
     assert layout.image_positions([0, 1]).tolist() == [[2, 3, 4, 5], [12, 13, 14, 15]]
     assert layout.sample_of_image.tolist() == [0, 2]
+
+
+def test_row_end_keys_name_the_unit_and_row_a_newline_closes():
+    keys = row_end_keys(torch.tensor([0, 2, 1]), torch.tensor([3, 0, -1]))
+    assert keys.tolist() == [3, 2 * ROW_KEY, -2]  # -2: closes no row (an untiled image)

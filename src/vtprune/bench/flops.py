@@ -13,8 +13,9 @@ width m:
 
 so 4 n d^2 + 2 n^2 d + 3 n d m for multi-head attention. Layer norms, RoPE, softmax
 and the language model head (one position at prefill) are left out. The vision tower
-is counted the same way (a ViT layer's MLP has two matrices: 2 n d m) and is the same
-with and without pruning, since every method here acts after it.
+is counted the same way (a ViT layer's MLP has two matrices: 2 n d m), by each
+family's ``models/<family>/cost.py``, and is the same with and without pruning, since
+every method here acts after it.
 
 A prefill's total adds every decoder layer at its own token count (text tokens plus
 the visual tokens that layer sees), so methods that prune inside the language model
@@ -53,45 +54,12 @@ def prefill_macs(layer: LayerShape, tokens_per_layer: list[int]) -> int:
     return sum(layer.macs(n) for n in tokens_per_layer)
 
 
-def tokens_per_layer(text_tokens: int, visual_by_stage: list[tuple[int, int]], num_layers: int) -> list[int]:
-    """Each layer's token count: ``visual_by_stage`` lists (first layer, visual tokens)
-    for the LLM input (layer 0) and every in-LLM stage."""
-    counts = []
-    stages = sorted(visual_by_stage)
-    for layer in range(num_layers):
-        visual = [v for start, v in stages if start <= layer][-1]
-        counts.append(text_tokens + visual)
-    return counts
-
-
 def vision_macs(model, patches_per_image: list[int]) -> int:
     """MACs of the vision tower and projector for images of the given patch counts
-    (before any merging). Identical with and without pruning."""
-    config = model.config
-    vision = config.vision_config
-    text_hidden = config.text_config.hidden_size
-    total = 0
-    if hasattr(vision, "spatial_merge_size"):  # Qwen2-VL / Qwen2.5-VL
-        width = getattr(vision, "embed_dim", None) or vision.hidden_size
-        gated = hasattr(vision, "intermediate_size") and not hasattr(vision, "embed_dim")
-        mlp = vision.intermediate_size if gated else int(width * getattr(vision, "mlp_ratio", 4))
-        layer = LayerShape(width, width, mlp, 3 if gated else 2)
-        full = set(getattr(vision, "fullatt_block_indexes", range(vision.depth)))
-        window = (getattr(vision, "window_size", 0) // vision.patch_size) ** 2 or None
-        unit = vision.spatial_merge_size**2
-        for patches in patch_counts_or_empty(patches_per_image):
-            for block in range(vision.depth):
-                seen = patches if block in full or window is None else min(patches, window)
-                total += layer.macs(patches) - 2 * patches * patches * width + 2 * patches * seen * width
-            merged = patches // unit
-            total += merged * (unit * width) * (unit * width) + merged * (unit * width) * text_hidden
-        return total
-    layer = LayerShape(vision.hidden_size, vision.hidden_size, vision.intermediate_size, 2)
-    for patches in patch_counts_or_empty(patches_per_image):
-        tokens = patches + 1  # CLS
-        total += vision.num_hidden_layers * layer.macs(tokens)
-        total += patches * (vision.hidden_size * text_hidden + text_hidden * text_hidden)  # projector
-    return total
+    (before any merging), by the model's family. Identical with and without pruning."""
+    from ..models import family_of
+
+    return family_of(model).vision_macs(model.config, patches_per_image)
 
 
 def patch_counts_or_empty(counts: list[int]) -> list[int]:

@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..testing import IMAGE, Image, make_batch
+from ..models import family_of
+from ..models.fake_batch import make_batch
 from .architectures import build
 
 
@@ -24,9 +25,9 @@ class Target:
 
 def synthetic_batch(model: nn.Module, batch_size: int, text_tokens: int, grid: tuple[int, int]) -> dict[str, torch.Tensor]:
     """Random-token prompts with one image each: a third of the text before the image,
-    the rest after it (the question). ``grid`` sets Qwen images' token grid."""
-    qwen = hasattr(model.config.vision_config, "spatial_merge_size")
-    image = Image(*grid) if qwen else IMAGE
+    the rest after it (the question). ``grid`` sets the image's token grid where the
+    family's images vary in size."""
+    image = family_of(model).fake_inputs.bench_image(model, grid)
     before = max(1, text_tokens // 3)
     return make_batch(model, [[before, image, max(1, text_tokens - before)]] * batch_size, seeds=range(batch_size))
 

@@ -1,15 +1,36 @@
-"""Model adapters, one per family, and the lookup from a model instance to its adapter."""
+"""Model families: one package per family (``models/<family>/``), each registering its
+:class:`~.family.Family`, and the lookups from a model or a config to its adapter.
+
+Every subpackage here is a family package, imported (so registered) in name order
+when this package is first imported. A family package holds:
+
+    adapter.py   the ModelAdapter: where the image tokens are, their grids, positions
+    tiny.py      a tiny random-weight model, and how a fake prompt's image becomes inputs
+    geometry.py  which pixels each token covers, from the family's image processor
+    cost.py      vision MACs, and the published configs of real-scale architectures
+    __init__.py  the Family record, registered
+
+The model tests run on every registered family's tiny models, so a new family is its
+package, its own tests, and its row in the README (plus its architecture names in
+``bench.architectures.ARCHITECTURES`` if it has any, which the command line lists
+without importing torch).
+"""
 
 from __future__ import annotations
+
+import importlib
+import pkgutil
 
 from torch import nn
 
 from .base import ModelAdapter
-from .llava import LlavaAdapter
-from .llava_next import LlavaNextAdapter, LlavaOnevisionAdapter
-from .qwen2_vl import Qwen2VLAdapter
+from .family import Family, family_of
+from .family import registered as registered_families
 
-ADAPTERS: tuple[type[ModelAdapter], ...] = (LlavaAdapter, Qwen2VLAdapter, LlavaNextAdapter, LlavaOnevisionAdapter)
+for _package in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.ispkg):
+    importlib.import_module(f"{__name__}.{_package}")
+
+ADAPTERS: tuple[type[ModelAdapter], ...] = tuple(family.adapter for family in registered_families())
 
 
 def supported_families() -> dict[str, tuple[str, ...]]:
@@ -43,4 +64,14 @@ def adapter_for(model: object) -> ModelAdapter:
     raise TypeError(f"model of type {type(model).__name__} is not supported; supported families: {accepted}")
 
 
-__all__ = ["ADAPTERS", "ModelAdapter", "adapter_class_for_config", "adapter_for", "family_support", "supported_families"]
+__all__ = [
+    "ADAPTERS",
+    "Family",
+    "ModelAdapter",
+    "adapter_class_for_config",
+    "adapter_for",
+    "family_of",
+    "family_support",
+    "registered_families",
+    "supported_families",
+]

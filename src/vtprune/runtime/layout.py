@@ -17,6 +17,11 @@ import torch
 ROW_KEY = 1 << 20  # rows per unit in a ``row_ends`` key (far above any real grid)
 
 
+def row_end_keys(unit: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+    """``row_ends`` of tokens closing row ``row`` of unit ``unit`` (row -1: closing none)."""
+    return torch.where(row >= 0, unit * ROW_KEY + row, -2)
+
+
 @dataclass(frozen=True)
 class ImageLayout:
     """The visual tokens of one forward.

@@ -28,7 +28,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ...runtime.layout import ROW_KEY, ImageLayout
+from ...runtime.layout import ImageLayout, row_end_keys
 from ...runtime.vision import VisionCall
 from .. import vit_tiles
 from ...runtime.forward_inputs import Forward
@@ -154,29 +154,36 @@ class LlavaNextAdapter(ModelAdapter):
             return None
         placeholders = self.image_token_mask(forward)
         per_tile = self.side * self.side
-        counts, grids, parents, offsets, kinds = [], [], [], [], []
+        counts, grids, parents, offsets = [], [], [], []
+        # Along the image placeholders: each token's unit, the row a newline token closes
+        # (-1: none; an untiled image's closing newline, never pruned), which are newlines.
+        unit_of, row_of, newline_of = [], [], []
         for image, (size, tile) in enumerate(zip(sizes, tiled)):
             _, rows, cols = self.image_grids(tuple(size), tile)
-            # Token kinds along the image's placeholders: unit number, -(row key + 2) for
-            # a newline closing a row of a unit, -1 for a newline closing an untiled image.
             base_unit = len(counts)
             counts.append(per_tile), grids.append((self.side, self.side)), parents.append(image), offsets.append(0)
-            kind = [base_unit] * per_tile
+            unit_of += [base_unit] * per_tile
+            row_of += [-1] * per_tile
+            newline_of += [False] * per_tile
             if rows:
                 unit = len(counts)
                 counts.append(rows * cols), grids.append((rows, cols)), parents.append(image), offsets.append(per_tile)
+                unit_of += [unit] * (rows * (cols + 1))
                 for row in range(rows):
-                    kind += [unit] * cols + [-(unit * ROW_KEY + row) - 2]
+                    row_of += [-1] * cols + [row]
+                    newline_of += [False] * cols + [True]
             else:
-                kind += [-1]  # the newline closing an untiled image: never pruned
-            kinds += kind
-        kinds = torch.tensor(kinds, device=placeholders.device)
+                unit_of.append(base_unit), row_of.append(-1), newline_of.append(True)
+        device = placeholders.device
+        unit = torch.tensor(unit_of, device=device)
+        row = torch.tensor(row_of, device=device)
+        newline = torch.tensor(newline_of, device=device)
         flat = placeholders.reshape(-1)
-        where = torch.argsort((~flat).to(torch.uint8), stable=True)[: len(kinds)]
+        where = torch.argsort((~flat).to(torch.uint8), stable=True)[: len(unit)]
         token_mask = torch.zeros_like(flat)
-        token_mask[where] = kinds >= 0
+        token_mask[where] = ~newline
         row_ends = torch.full(flat.shape, -1, dtype=torch.long, device=flat.device)
-        row_ends[where] = torch.where(kinds < -1, -kinds - 2, torch.where(kinds == -1, -2, -1))
+        row_ends[where] = torch.where(newline, row_end_keys(unit, row), -1)
         shape = placeholders.shape
         return ImageLayout(
             token_mask.view(shape), tuple(counts), tuple(grids), tuple(parents), tuple(offsets), row_ends.view(shape)

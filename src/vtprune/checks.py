@@ -86,11 +86,14 @@ def require_model_reference(name: str, value: Any) -> str | None:
     return value
 
 
+_NUMBER_WORDS = {2: "two", 3: "three", 4: "four"}
+
+
 def require_layers(name: str, value: Any, *, top: int, count: int | None = None, allow_none: bool = False):
     """Strictly increasing ints in [1, ``top``] (exactly ``count`` of them when given), as a tuple."""
     if value is None and allow_none:
         return None
-    many = f"{count} strictly increasing ints" if count else "a non-empty, strictly increasing sequence of ints"
+    many = f"{_NUMBER_WORDS.get(count, count)} strictly increasing ints" if count else "a non-empty, strictly increasing sequence of ints"
     accepted = f"{'None or ' if allow_none else ''}{many} in [1, {top}]"
     if (
         isinstance(value, (str, bytes))

@@ -4,9 +4,10 @@
 
 Times, in fresh processes: ``import vtprune``, ``vtprune --help``, an argument error
 (``vtprune eval --keep abc``), an unknown method (``vtprune eval --method nosuch``,
-checked through the method registry, so after torch is imported) and ``vtprune
-methods``; prints the median and the range of each, and whether torch or transformers
-were imported for the first three.
+checked through the method registry) and ``vtprune methods`` (plain, ``-v`` and
+``--json``); prints the median and the range of each, and whether torch or
+transformers were imported by building the parser and by listing the methods. None of
+these needs either: each should answer well under a second.
 """
 
 from __future__ import annotations
@@ -23,11 +24,18 @@ CASES = (
     ("vtprune eval --keep abc", ["-m", "vtprune", "eval", "--keep", "abc"]),
     ("vtprune eval --method nosuch", ["-m", "vtprune", "eval", "--method", "nosuch"]),
     ("vtprune methods", ["-m", "vtprune", "methods"]),
+    ("vtprune methods -v", ["-m", "vtprune", "methods", "-v"]),
+    ("vtprune methods --json", ["-m", "vtprune", "methods", "--json"]),
 )
 
-PROBE = (
-    "import sys, vtprune.cli; vtprune.cli.build_parser(); "
-    "print(','.join(m for m in ('torch', 'transformers') if m in sys.modules) or 'neither')"
+HEAVY = "print(','.join(m for m in ('torch', 'transformers') if m in sys.modules) or 'neither')"
+PROBES = (
+    ("the parser", "import sys, vtprune.cli; vtprune.cli.build_parser(); " + HEAVY),
+    (
+        "vtprune methods -v",
+        "import sys, contextlib, io, vtprune.cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()): vtprune.cli.main(['methods', '-v'])\n" + HEAVY,
+    ),
 )
 
 
@@ -35,8 +43,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    probe = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True).stdout.strip()
-    print(f"imported by the parser: {probe}")
+    for what, code in PROBES:
+        heavy = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        print(f"imported by {what}: {heavy}")
     for name, argv in CASES:
         times = []
         for _ in range(args.repeats):

@@ -9,7 +9,7 @@ from functools import partial
 import torch
 
 from vtprune.config import PruneConfig, help_field
-from vtprune.methods.uniform import select_uniform
+from vtprune.pruning_methods.uniform import select_uniform
 from vtprune.registry import PRE_LLM, Stage, register
 
 SEEN: list[dict[str, torch.Tensor]] = []  # signals read by the last probe runs

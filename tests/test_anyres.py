@@ -9,8 +9,8 @@ import torch
 
 import vtprune
 from vtprune.config import split_budget
-from vtprune.methods.sts import STSConfig, pool_size
-from vtprune.methods.uniform import lattice_indices
+from vtprune.pruning_methods.sts import STSConfig, pool_size
+from vtprune.pruning_methods.uniform import lattice_indices
 from vtprune.testing import Image, make_batch, tiny_llava_next, tiny_llava_onevision
 
 from helpers import full_embeddings, full_positions, greedy, image_features, image_slots, kept_sequence_index, logits

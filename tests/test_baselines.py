@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from vtprune import RandomConfig, Signals, UniformConfig
-from vtprune.methods.random import select_random
-from vtprune.methods.uniform import lattice_indices, select_uniform
+from vtprune.pruning_methods.random import select_random
+from vtprune.pruning_methods.uniform import lattice_indices, select_uniform
 
 
 def test_uniform_quarter_keeps_every_other_row_and_column():

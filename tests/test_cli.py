@@ -102,15 +102,23 @@ def test_the_command_line_and_the_package_import_neither_torch_nor_transformers(
     assert done.stdout.strip() == "[]"
 
 
-def test_listing_the_methods_and_refusing_an_unknown_one_import_no_transformers():
+def test_listing_the_methods_and_refusing_an_unknown_one_import_neither_torch_nor_transformers():
     code = (
         "import sys, contextlib, io; from vtprune.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
-        "    codes = [main(['methods', '-v']), main(['eval', '--method', 'nosuch'])]\n"
-        "print(codes, 'transformers' in sys.modules)"
+        "    codes = [main(['methods']), main(['methods', '-v']), main(['methods', '--json']),\n"
+        "             main(['eval', '--method', 'nosuch'])]\n"
+        "import vtprune; vtprune.list_methods(); vtprune.FastVConfig(layer=3).stages(32)\n"
+        "print(codes, sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "[0, 2] False"
+    assert done.stdout.strip() == "[0, 0, 0, 2] []"
+
+
+def test_the_family_table_of_the_listing_is_the_adapters():
+    from vtprune import families, models
+
+    assert families.family_support() == models.family_support()
 
 
 @pytest.mark.parametrize(

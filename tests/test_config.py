@@ -97,3 +97,80 @@ def test_split_budget_among_parts(budget, sizes, expected):
     assert shares == expected
     assert sum(shares) == min(budget, sum(sizes))
     assert all(0 <= s <= n for s, n in zip(shares, sizes))
+
+
+def test_every_config_class_is_exported_and_registered():
+    import vtprune.configs
+
+    for name in vtprune.configs.__all__:
+        assert name in vtprune.__all__ and getattr(vtprune, name) is getattr(vtprune.configs, name)
+    registered = {row["config"] for row in vtprune.list_methods()}
+    assert registered == set(vtprune.configs.__all__)
+
+
+def test_the_listing_and_the_subpackages_have_different_names():
+    import importlib
+
+    assert vtprune.methods() == vtprune.list_methods()
+    assert importlib.import_module("vtprune.pruning_methods.uniform").UniformConfig is UniformConfig
+    assert importlib.import_module("vtprune.configs.uniform").UniformConfig is UniformConfig
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module("vtprune.methods")
+
+
+def test_built_in_stages_import_their_selection_code_when_they_select():
+    from vtprune.pruning_methods.sts import select_instruction, select_structure
+
+    first, second = vtprune.get_method("sts").stages(vtprune.STSConfig(layer=3), 32)
+    assert (first.select.resolve(), second.select.resolve()) == (select_structure, select_instruction)
+    assert second.where == "llm:3" and second.needs == {"attn_rows@llm:3"}
+
+
+@pytest.fixture
+def scratch_registry(monkeypatch):
+    """Methods registered by a test are forgotten after it."""
+    from vtprune import registry
+
+    registry.all_methods()  # the built-in ones first
+    monkeypatch.setattr(registry, "_METHODS", dict(registry._METHODS))
+    monkeypatch.setattr(registry, "_BY_CONFIG", dict(registry._BY_CONFIG))
+
+
+def test_defining_a_config_class_registers_its_method_and_checks_its_fields(scratch_registry):
+    from vtprune.checks import fraction, integer
+    from vtprune.registry import PRE_LLM, Stage
+
+    @dataclasses.dataclass
+    class HalfConfig(PruneConfig):
+        """Keep the first tokens."""
+
+        method = "first_tokens"
+        paper = "none"
+        summary = "the first tokens of each image"
+        share: float = vtprune.option(0.5, "Share kept.", check=fraction())
+        offset: int = vtprune.option(0, "Tokens skipped.", check=integer(0))
+
+        def check_relations(self) -> None:
+            if self.share == 0 and self.offset:
+                raise ValueError("offset needs a share above 0")
+
+        def stages(self, num_layers):
+            return [Stage(PRE_LLM, lambda signals, budget, config: None)]
+
+    assert vtprune.get_method("first_tokens").config is HalfConfig
+    assert vtprune.registry.method_for_config(HalfConfig()).summary == "the first tokens of each image"
+    with pytest.raises(ValueError, match=r"share must be a number in \[0.0, 1.0\]; got 1.5"):
+        HalfConfig(share=1.5)
+    with pytest.raises(TypeError, match="offset must be an int >= 0; got 1.0 of type float"):
+        HalfConfig(offset=1.0)
+    with pytest.raises(ValueError, match="keep"):  # the shared fields keep their checks
+        HalfConfig(keep=0)
+    with pytest.raises(ValueError, match="offset needs"):
+        HalfConfig(share=0.0, offset=2)
+
+
+def test_a_shared_field_redefined_without_a_check_keeps_the_shared_check():
+    with pytest.raises(ValueError, match="keep must be"):
+        vtprune.SparseVLMConfig(keep=0)
+    with pytest.raises(ValueError, match="positions must be one of"):
+        vtprune.PDropConfig(positions="sorted")

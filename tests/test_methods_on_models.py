@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vtprune
-from vtprune.methods.sparsevlm import schedule
+from vtprune.pruning_methods.sparsevlm import schedule
 from vtprune.testing import make_batch
 
 from helpers import FAMILIES, FAMILY_IDS, greedy, image_token_counts, logits

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import vtprune
-from vtprune.methods.uniform import lattice_indices
+from vtprune.pruning_methods.uniform import lattice_indices
 from vtprune.testing import make_batch
 
 from helpers import (

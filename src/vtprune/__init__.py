@@ -7,6 +7,9 @@
 
 The public names are imported on first use, so that ``import vtprune`` (and the
 command line's help and argument errors) do not wait for torch and transformers.
+Every method's config is public here; :func:`list_methods` (also ``methods``) lists
+the methods, :mod:`vtprune.configs` holds the configs and :mod:`vtprune.pruning_methods`
+their selection code.
 """
 
 from __future__ import annotations
@@ -14,22 +17,30 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# The methods subpackage is bound now, and light (it imports no method until the
-# registry asks): the public name ``methods`` is the function that lists them.
-from . import methods as _methods_package  # noqa: F401
-
 __version__ = "0.1.0"
 
 # public name -> module that defines it
 _PUBLIC = {
     "PruneConfig": "config",
+    "option": "config",
     "resolve_budget": "config",
-    "RandomConfig": "methods.random",
-    "UniformConfig": "methods.uniform",
+    # every method's config (a test checks this is all of vtprune.configs)
+    **dict.fromkeys(
+        (
+            "ATPConfig", "CDPrunerConfig", "COASTConfig", "DARTConfig", "DivPruneConfig", "FastVConfig", "PDropConfig",
+            "RandomConfig", "SPprunerConfig", "STSConfig", "SparseVLMConfig", "UniformConfig", "VisionZipConfig",
+            "ZSPAPruneConfig",
+        ),
+        "configs",
+    ),  # fmt: skip
     "supported_families": "models",
+    "LazySelect": "registry",
+    "ModelShape": "registry",
     "Selection": "registry",
     "Stage": "registry",
     "get_method": "registry",
+    "lazy_select": "registry",
+    "list_methods": "registry",
     "register": "registry",
     "PruneStats": "runtime.last_forward",
     "Signals": "signals",
@@ -44,18 +55,32 @@ __all__ = sorted([*_PUBLIC, "methods"])
 
 if TYPE_CHECKING:
     from .api import PruneHandle, active_handle, disabled, prune, validate
-    from .config import PruneConfig, resolve_budget
-    from .methods.random import RandomConfig
-    from .methods.uniform import UniformConfig
+    from .config import PruneConfig, option, resolve_budget
+    from .configs import (
+        ATPConfig,
+        CDPrunerConfig,
+        COASTConfig,
+        DARTConfig,
+        DivPruneConfig,
+        FastVConfig,
+        PDropConfig,
+        RandomConfig,
+        SparseVLMConfig,
+        SPprunerConfig,
+        STSConfig,
+        UniformConfig,
+        VisionZipConfig,
+        ZSPAPruneConfig,
+    )
     from .models import supported_families
-    from .registry import Selection, Stage, get_method, register
+    from .registry import LazySelect, ModelShape, Selection, Stage, get_method, lazy_select, list_methods, register
     from .runtime.last_forward import PruneStats
     from .signals import Signals
 
 
 def methods() -> list[dict[str, object]]:
-    """Every registered method: name, stage(s), signals it needs, paper, summary."""
-    from .api import methods as listing
+    """Every registered method (:func:`list_methods`, by its first name)."""
+    from .registry import list_methods as listing
 
     return listing()
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .config import PruneConfig
-from .methods.validation import require_layer
+from .checks import require_layer
 from .models import adapter_class_for_config, adapter_for
 from .registry import Method, ModelShape, all_methods, get_method, method_for_config, method_names
 from .runtime.hooks import PruningHooks

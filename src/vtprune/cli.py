@@ -1,7 +1,8 @@
 """The ``vtprune`` command line.
 
-Building the parser and checking the arguments import neither torch nor transformers,
-so ``--help`` and argument errors answer at once; each command imports what it needs.
+Building the parser, checking the arguments, listing the methods and refusing an
+unknown method import neither torch nor transformers, so they answer at once; each
+command imports what it needs.
 Every (method, budget) a command is asked for is checked against the model's config
 before the model is loaded (see :mod:`vtprune.preflight`).
 """
@@ -21,10 +22,10 @@ from .bench.architectures import ARCHITECTURES
 
 def _cmd_methods(args: argparse.Namespace) -> int:
     from .config import PruneConfig
-    from .models import family_support
-    from .registry import all_methods, get_method
+    from .families import family_support
+    from .registry import get_method, list_methods
 
-    rows = [method.describe() for method in all_methods()]
+    rows = list_methods()
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -95,7 +96,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from . import methods
     from .bench.inputs import load_target
     from .bench.report import format_table, plot, write_json
     from .bench.runner import Variant, run_bench
@@ -103,7 +103,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
-    names = args.method or [m["name"] for m in methods()]
+    from .registry import method_names
+
+    names = args.method or method_names()
     target = load_target(
         model_id=args.model, arch=args.arch, layers=args.layers, batch_size=args.batch,
         text_tokens=args.prompt_tokens, grid=tuple(args.grid), dtype=dtype, device=device,

@@ -1,9 +1,13 @@
 """Typed, serialisable pruning configs and the budget rule.
 
-Every method has one dataclass derived from :class:`PruneConfig`. Each field carries
-a help string in ``field(metadata={"help": ...})``; configs round-trip through
-``to_dict`` / ``from_dict`` and JSON (``save`` / ``load``). Validation happens in
-``__post_init__`` so that a bad value is rejected before any model is touched.
+Every method has one dataclass derived from :class:`PruneConfig`, and the class is the
+method: it names it (``method``, ``paper``, ``summary``), says where it acts and what it
+reads (``stages``), and defining it registers the method (see :mod:`vtprune.registry`).
+Each field is an :func:`option`: a default, a help string and a check from
+:mod:`vtprune.checks`, which the one ``__post_init__`` here runs, so that a bad value is
+rejected, naming the field and what it accepts, before any model is touched. Configs
+round-trip through ``to_dict`` / ``from_dict`` and JSON (``save`` / ``load``). Nothing
+here imports torch: the selection code is imported when a model is pruned.
 
 Budget rule (``keep``), applied per image:
 
@@ -23,8 +27,14 @@ import json
 import math
 import numbers
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+from .checks import Check, choice
+
+if TYPE_CHECKING:
+    from .registry import ModelShape, Stage
 
 POSITION_MODES = ("original", "compact")
 NEWLINE_MODES = ("keep", "with_row")
@@ -32,9 +42,21 @@ NEWLINE_MODES = ("keep", "with_row")
 C = TypeVar("C", bound="PruneConfig")
 
 
-def help_field(default: Any, help: str) -> Any:
-    """A dataclass field with a default and a help string (PEFT style)."""
-    return field(default=default, metadata={"help": help})
+def option(default: Any, help: str, *, check: Check | None = None) -> Any:
+    """A config field: its default, its help string (PEFT style) and the check its values
+    must pass (a field that redefines a shared one without a check keeps the shared check)."""
+    metadata: dict[str, Any] = {"help": help}
+    if check is not None:
+        metadata["check"] = check
+    return field(default=default, metadata=metadata)
+
+
+help_field = option  # the earlier name, for configs written against it
+
+
+def check_budget(name: str, keep: Any) -> int | float:
+    """:func:`validate_keep` as a field check."""
+    return validate_keep(keep, name)
 
 
 def validate_keep(keep: Any, name: str = "keep") -> int | float:
@@ -50,6 +72,11 @@ def validate_keep(keep: Any, name: str = "keep") -> int | float:
     if not math.isfinite(keep) or not 0.0 < keep <= 1.0:
         raise ValueError(f"{name} must be {accepted}; got {keep}")
     return keep
+
+
+def round_half_up(x: float) -> int:
+    """Nearest integer, halves up (Python's ``round`` rounds halves to even)."""
+    return int(x + 0.5) if x >= 0 else -int(-x + 0.5)
 
 
 def resolve_budget(keep: int | float, num_tokens: int) -> int:
@@ -88,36 +115,64 @@ def split_budget(budget: int, sizes: list[int]) -> list[int]:
 class PruneConfig:
     """Fields every method shares. Subclasses add their own hyperparameters.
 
-    ``method`` (a class variable) is the registered name; the config class itself is
-    the dispatch key, so ``vtprune.prune(model, UniformConfig(keep=64))`` needs no name.
+    A subclass that sets ``method`` (the registered name), ``paper`` and ``summary`` and
+    defines :meth:`stages` is registered when it is defined (as PEFT registers a config
+    with its tuner); the config class itself is then the dispatch key (as in torchao's
+    ``quantize_``), so ``vtprune.prune(model, UniformConfig(keep=64))`` needs no name.
     """
 
     method: ClassVar[str] = ""
+    paper: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
 
-    keep: int | float = help_field(
+    keep: int | float = option(
         0.222,
         "Visual tokens kept per image: an int count (128) or a float ratio in (0, 1] "
         "(0.222 of 576 is 128). An int above an image's token count keeps that image whole.",
+        check=check_budget,
     )
-    positions: str = help_field(
+    positions: str = option(
         "original",
         "'original': kept tokens keep their position ids (RoPE / M-RoPE) and decoding "
         "continues where the unpruned sequence would; 'compact': positions are renumbered "
         "as if the pruned tokens had never been there.",
+        check=choice(*POSITION_MODES),
     )
 
-    newlines: str = help_field(
+    newlines: str = option(
         "keep",
         "LLaVA-NeXT / OneVision row-end tokens: 'keep' them all, or drop each 'with_row' when "
         "none of its row's tokens is kept. Other families have none.",
+        check=choice(*NEWLINE_MODES),
     )
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("method") and cls.stages is not PruneConfig.stages:
+            from .registry import register_config  # late: the registry imports this module
+
+            register_config(cls)
+
     def __post_init__(self) -> None:
-        self.keep = validate_keep(self.keep)
-        if self.positions not in POSITION_MODES:
-            raise ValueError(f"positions must be one of {POSITION_MODES}; got {self.positions!r}")
-        if self.newlines not in NEWLINE_MODES:
-            raise ValueError(f"newlines must be one of {NEWLINE_MODES}; got {self.newlines!r}")
+        """Each field through its check (in field order), then :meth:`check_relations`."""
+        for name, check in _field_checks(type(self)):
+            setattr(self, name, check(name, getattr(self, name)))
+        self.check_relations()
+
+    def check_relations(self) -> None:
+        """Checks between fields, once each field passed its own (none by default)."""
+
+    # -- the method -----------------------------------------------------------------
+    def stages(self, num_layers: int) -> list[Stage]:
+        """Where this config prunes on a language model of ``num_layers`` decoder layers
+        (``"pre_llm"`` or ``"llm:K"``), what each stage reads and its selection function
+        (:func:`vtprune.registry.lazy_select`, so that torch is imported only to prune)."""
+        raise NotImplementedError(f"{type(self).__name__} defines no stages")
+
+    def prepare(self, shape: ModelShape) -> PruneConfig:
+        """This config as it will run on a model of this shape: choices left to the
+        model resolved, a budget the model cannot meet rejected. Unchanged by default."""
+        return self
 
     # -- serialisation -------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -168,3 +223,20 @@ class PruneConfig:
     def budget(self, num_tokens: int) -> int:
         """This config's budget for an image of ``num_tokens`` tokens."""
         return resolve_budget(self.keep, num_tokens)
+
+
+@cache
+def _field_checks(cls: type[PruneConfig]) -> tuple[tuple[str, Check], ...]:
+    """(field name, check) of a config class; a field redefined without a check keeps the
+    check of the class it was first defined in (``keep`` of SparseVLM is still a budget)."""
+    checks = []
+    for f in dataclasses.fields(cls):
+        check = f.metadata.get("check")
+        for base in cls.__mro__[1:]:
+            if check is not None:
+                break
+            base_field = getattr(base, "__dataclass_fields__", {}).get(f.name)
+            check = base_field.metadata.get("check") if base_field is not None else None
+        if check is not None:
+            checks.append((f.name, check))
+    return tuple(checks)

@@ -1,12 +1,16 @@
 """Method registry: name -> (config class, stages, paper).
 
-Each method module registers itself at import time with :func:`register`. A method is
-one or more *stages*; a stage says where it acts (``"pre_llm"``, or ``"llm:K"``: after
-the first K decoder layers ran on the full sequence), which signals it reads, and its
-pure selection function ``select(signals, budget, config) -> Selection | LongTensor``.
+A method's config class registers it when the class is defined (see
+:class:`vtprune.config.PruneConfig`); :func:`register` does the same for a config and
+selection function written elsewhere. A method is one or more *stages*; a stage says
+where it acts (``"pre_llm"``, or ``"llm:K"``: after the first K decoder layers ran on the
+full sequence), which signals it reads, and its pure selection function
+``select(signals, budget, config) -> Selection | LongTensor``.
 
 The config class is the dispatch key (as in torchao's ``quantize_``): a config
-instance is enough to find its method.
+instance is enough to find its method. Nothing here imports torch: the built-in
+methods' selection functions are :func:`lazy_select` references, imported from
+:mod:`vtprune.pruning_methods` at their first call.
 """
 
 from __future__ import annotations
@@ -14,7 +18,8 @@ from __future__ import annotations
 import importlib
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, NamedTuple, Union
+from functools import cache
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Union
 
 from .config import PruneConfig
 
@@ -47,6 +52,36 @@ SelectFn = Callable[..., Union[Selection, "torch.Tensor"]]
 
 
 ShareFn = Callable[[int, int, PruneConfig], int]
+
+SELECTION_PACKAGE = f"{__package__}.pruning_methods"
+
+
+@dataclass(frozen=True)
+class LazySelect:
+    """A selection function named by its module in :mod:`vtprune.pruning_methods` and its
+    name, imported at the first call (the module imports torch); ``bound`` are keyword
+    arguments passed on every call, as ``functools.partial`` would."""
+
+    module: str
+    function: str
+    bound: tuple[tuple[str, Any], ...] = ()
+
+    def __call__(self, signals: Any, budget: int, config: PruneConfig) -> Any:
+        return _import_selection(self.module, self.function)(signals, budget, config, **dict(self.bound))
+
+    def resolve(self) -> Callable[..., Any]:
+        """The function itself (imports its module)."""
+        return _import_selection(self.module, self.function)
+
+
+def lazy_select(module: str, function: str, **bound: Any) -> LazySelect:
+    """``pruning_methods.<module>.<function>``, imported when the stage first selects."""
+    return LazySelect(module, function, tuple(sorted(bound.items())))
+
+
+@cache
+def _import_selection(module: str, function: str) -> Callable[..., Any]:
+    return getattr(importlib.import_module(f"{SELECTION_PACKAGE}.{module}"), function)
 
 
 @dataclass(frozen=True)
@@ -125,6 +160,32 @@ _METHODS: dict[str, Method] = {}
 _BY_CONFIG: dict[type[PruneConfig], Method] = {}
 
 
+def _add(method: Method) -> None:
+    name, config = method.name, method.config
+    if name in _METHODS and _METHODS[name].config is not config:
+        raise ValueError(f"method name {name!r} is already registered")
+    _METHODS[name] = method
+    _BY_CONFIG[config] = method
+
+
+def _config_stages(config: PruneConfig, num_layers: int) -> list[Stage]:
+    return config.stages(num_layers)
+
+
+def _config_prepare(config: PruneConfig, shape: ModelShape) -> PruneConfig:
+    return config.prepare(shape)
+
+
+def register_config(config: type[PruneConfig]) -> None:
+    """Register the method a config class defines: its ``method``, ``paper``, ``summary``,
+    ``stages`` and, when it has one, ``prepare``. Called when such a class is defined."""
+    for attribute in ("paper", "summary"):
+        if not getattr(config, attribute):
+            raise ValueError(f"{config.__name__}.{attribute} must describe the method {config.method!r}")
+    prepare = _config_prepare if config.prepare is not PruneConfig.prepare else None
+    _add(Method(config.method, config, _config_stages, config.paper, config.summary, prepare))
+
+
 def register(
     config: type[PruneConfig],
     *,
@@ -135,7 +196,8 @@ def register(
     where: str = PRE_LLM,
     needs: frozenset[str] | set[str] = frozenset(),
 ) -> Callable[[SelectFn], SelectFn]:
-    """Register a method under ``config.method``.
+    """Register a method under ``config.method``, for a config class that does not
+    define its own stages (a config that does is registered when it is defined).
 
     Single-stage methods decorate their selection function and give ``where`` and
     ``needs``; methods whose stages depend on the config or the model depth pass
@@ -152,19 +214,15 @@ def register(
         else:
             single = Stage(where, fn, frozenset(needs))
             build = lambda cfg, num_layers: [single]  # noqa: E731 - fixed single stage
-        method = Method(name, config, build, paper, summary, prepare)
-        if name in _METHODS and _METHODS[name].config is not config:
-            raise ValueError(f"method name {name!r} is already registered")
-        _METHODS[name] = method
-        _BY_CONFIG[config] = method
+        _add(Method(name, config, build, paper, summary, prepare))
         return fn
 
     return decorator
 
 
 def _ensure_loaded() -> None:
-    # By module path, because the attribute ``vtprune.methods`` is the public listing function.
-    importlib.import_module(f"{__package__}.methods").load_all()
+    # Defining the built-in configs registers their methods (no torch is imported).
+    importlib.import_module(f"{__package__}.configs")
 
 
 def method_names() -> list[str]:
@@ -194,3 +252,8 @@ def method_for_config(config: PruneConfig) -> Method:
 def all_methods() -> list[Method]:
     _ensure_loaded()
     return [_METHODS[n] for n in sorted(_METHODS)]
+
+
+def list_methods() -> list[dict[str, object]]:
+    """Every registered method: name, stage(s), signals it needs, paper, summary, config."""
+    return [method.describe() for method in all_methods()]

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vtprune.methods.atp import ATPConfig, hybrid_scores, select_atp
+from vtprune.pruning_methods.atp import ATPConfig, hybrid_scores, select_atp
 from vtprune.registry import get_method
 from vtprune.signals import Signals
 

@@ -3,14 +3,14 @@ import itertools
 import pytest
 import torch
 
-from vtprune.methods.cdpruner import (
+from vtprune.pruning_methods.cdpruner import (
     CDPrunerConfig,
     conditional_kernel,
     greedy_dpp_map,
     relevance_weights,
     select_cdpruner,
 )
-from vtprune.methods.scoring import cosine_matrix, prompt_relevance
+from vtprune.pruning_methods.scoring import cosine_matrix, prompt_relevance
 from vtprune.signals import Signals
 
 from .method_inputs import SignalBank, signals_for

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from vtprune.methods.coast import COASTConfig, normalised_entropy, select_coast, tail_counts
+from vtprune.pruning_methods.coast import COASTConfig, normalised_entropy, select_coast, tail_counts
 
 from .method_inputs import SignalBank, signals_for
 

@@ -8,18 +8,18 @@ import pytest
 import torch
 
 from vtprune.config import PruneConfig
-from vtprune.methods.atp import ATPConfig
-from vtprune.methods.cdpruner import CDPrunerConfig
-from vtprune.methods.coast import COASTConfig
-from vtprune.methods.dart import DARTConfig
-from vtprune.methods.divprune import DivPruneConfig
-from vtprune.methods.fastv import FastVConfig
-from vtprune.methods.pdrop import PDropConfig, scaled_layers, solve_ratio, stage_count
-from vtprune.methods.sparsevlm import SparseVLMConfig, schedule
-from vtprune.methods.sppruner import SPprunerConfig
-from vtprune.methods.sts import STSConfig
-from vtprune.methods.visionzip import VisionZipConfig
-from vtprune.methods.zspaprune import ZSPAPruneConfig
+from vtprune.pruning_methods.atp import ATPConfig
+from vtprune.pruning_methods.cdpruner import CDPrunerConfig
+from vtprune.pruning_methods.coast import COASTConfig
+from vtprune.pruning_methods.dart import DARTConfig
+from vtprune.pruning_methods.divprune import DivPruneConfig
+from vtprune.pruning_methods.fastv import FastVConfig
+from vtprune.pruning_methods.pdrop import PDropConfig, scaled_layers, solve_ratio, stage_count
+from vtprune.pruning_methods.sparsevlm import SparseVLMConfig, schedule
+from vtprune.pruning_methods.sppruner import SPprunerConfig
+from vtprune.pruning_methods.sts import STSConfig
+from vtprune.pruning_methods.visionzip import VisionZipConfig
+from vtprune.pruning_methods.zspaprune import ZSPAPruneConfig
 from vtprune.registry import get_method, method_for_config
 
 from .method_inputs import SignalBank, draw_all, run_method, resolved

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from vtprune.methods.dart import DARTConfig, pivot_quotas, select_dart
+from vtprune.pruning_methods.dart import DARTConfig, pivot_quotas, select_dart
 from vtprune.signals import Signals
 
 from .method_inputs import SignalBank, signals_for

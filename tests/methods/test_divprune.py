@@ -4,7 +4,7 @@ import pytest
 
 import torch
 
-from vtprune.methods.divprune import DivPruneConfig, select_divprune
+from vtprune.pruning_methods.divprune import DivPruneConfig, select_divprune
 from vtprune.signals import Signals
 
 from .method_inputs import SignalBank, signals_for

@@ -1,6 +1,6 @@
 import torch
 
-from vtprune.methods.fastv import FastVConfig, select_fastv
+from vtprune.pruning_methods.fastv import FastVConfig, select_fastv
 from vtprune.registry import get_method
 from vtprune.signals import Signals
 

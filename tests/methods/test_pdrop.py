@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vtprune.methods.pdrop import PDropConfig, layer_average, scaled_layers, solve_ratio, stage_count
+from vtprune.pruning_methods.pdrop import PDropConfig, layer_average, scaled_layers, solve_ratio, stage_count
 from vtprune.registry import get_method
 
 from .method_inputs import SignalBank, resolved, run_method

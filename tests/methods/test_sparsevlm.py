@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vtprune.methods.sparsevlm import (
+from vtprune.pruning_methods.sparsevlm import (
     SparseVLMConfig,
     rater_mask,
     scaled_layers,

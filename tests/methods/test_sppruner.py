@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from vtprune.methods.sppruner import SPprunerConfig, merge_into_nearest, select_sppruner, subject_scores
+from vtprune.pruning_methods.sppruner import SPprunerConfig, merge_into_nearest, select_sppruner, subject_scores
 from vtprune.signals import Signals
 
 from .method_inputs import SignalBank, signals_for

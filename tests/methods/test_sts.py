@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from vtprune.methods.sts import STSConfig, pool_size, select_instruction, select_structure
+from vtprune.pruning_methods.sts import STSConfig, pool_size, select_instruction, select_structure
 from vtprune.registry import get_method
 from vtprune.signals import Signals
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vtprune.methods.visionzip import VisionZipConfig, select_visionzip, split_budget
+from vtprune.pruning_methods.visionzip import VisionZipConfig, select_visionzip, split_budget
 from vtprune.registry import Selection
 from vtprune.signals import Signals
 

@@ -1,7 +1,7 @@
 import torch
 
-from vtprune.methods.scoring import prompt_relevance
-from vtprune.methods.zspaprune import ZSPAPruneConfig, core_size, select_zspaprune
+from vtprune.pruning_methods.scoring import prompt_relevance
+from vtprune.pruning_methods.zspaprune import ZSPAPruneConfig, core_size, select_zspaprune
 
 from .method_inputs import SignalBank, signals_for
 

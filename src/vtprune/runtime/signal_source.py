@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..methods.scoring import prompt_relevance
+from ..pruning_methods.scoring import prompt_relevance
 from ..signals import VISION_SIGNALS, parse_signal
 from .attention_rows import attention_rows, keys_for, rotated_keys
 from .layout import ImageGroup

@@ -50,81 +50,16 @@ As in the official code: positions are renumbered after each drop (the default
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import partial
-
 import torch
 
-from ..config import PruneConfig, help_field
-from ..registry import Selection, Stage, register
+from ..configs.sparsevlm import SparseVLMConfig, scaled_layers  # noqa: F401 - importable beside the selection code
+from ..registry import Selection
 from ..signals import Signals
 from .scoring import gather_rows, keep_all, round_half_up
-from .validation import require_real
 
-REFERENCE_DEPTH = 32
 OFFICIAL_TOKENS = 576
 # score.py, version 1.0: tokens kept by score after each pruning layer, per budget.
 OFFICIAL_COUNTS = {64: (66, 30, 17), 96: (238, 48, 26), 128: (303, 110, 36), 192: (300, 200, 110)}
-
-
-@dataclass
-class SparseVLMConfig(PruneConfig):
-    """Rater-attention ranking at three depths, the best of the pruned recycled into clusters."""
-
-    method = "sparsevlm"
-    keep: int | float = help_field(
-        0.222,
-        "Budget naming the per-layer schedule, as a count (64, 128, 192: the official counts for 576 "
-        "tokens) or a ratio in (0, 1]; the tokens left after the last layer are fewer (64 -> 18, "
-        "128 -> 39, 192 -> 113). Other budgets interpolate the official shares; 1.0 keeps everything.",
-    )
-    positions: str = help_field(
-        "compact",
-        "'compact' (the official code's): after each stage the kept tokens are renumbered "
-        "consecutively, on 1-D RoPE models (M-RoPE models keep their ids inside the language model); "
-        "'original': each kept token keeps its unpruned position id.",
-    )
-    layers: Sequence[int] = help_field(
-        (3, 7, 16),
-        "Stages after these many layers of a 32-layer model (the official pruning layers 2, 6, 15, 0-based), "
-        "scaled to the model's depth; three strictly increasing ints in [1, 32].",
-    )
-    recycle: float = help_field(
-        0.3, "Share of each stage's pruned tokens, best scored first, recycled into merged tokens (official 0.3); [0, 1]."
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        layers = self.layers
-        accepted = f"three strictly increasing ints in [1, {REFERENCE_DEPTH}]"
-        if (
-            isinstance(layers, (str, bytes))
-            or not isinstance(layers, Sequence)
-            or any(isinstance(x, bool) or not isinstance(x, numbers.Integral) for x in layers)
-        ):
-            raise TypeError(f"layers must be {accepted}; got {layers!r}")
-        layers = tuple(int(x) for x in layers)
-        if len(layers) != 3 or any(a >= b for a, b in zip(layers, layers[1:])) or layers[0] < 1 or layers[-1] > REFERENCE_DEPTH:
-            raise ValueError(f"layers must be {accepted}; got {list(layers)}")
-        self.layers = layers
-        self.recycle = require_real("recycle", self.recycle, low=0.0, high=1.0)
-
-
-def scaled_layers(layers: Sequence[int], num_layers: int) -> tuple[int, ...]:
-    """Stage depths on a model of ``num_layers`` layers: strictly increasing, in
-    [1, num_layers - 1]; the earliest stages go when there are too few layers."""
-    top = num_layers - 1
-    if top < 1:
-        return ()
-    scaled: list[int] = []
-    for layer in layers:
-        depth = max(1, round_half_up(layer * num_layers / REFERENCE_DEPTH))
-        scaled.append(max(depth, scaled[-1] + 1) if scaled else depth)
-    scaled = scaled[-top:]
-    # Pull the last ones under the top, keeping them strictly increasing.
-    return tuple(min(layer, top - (len(scaled) - 1 - i)) for i, layer in enumerate(scaled))
 
 
 def stage_counts(tokens: int, budget: int) -> tuple[int, int, int]:
@@ -246,23 +181,3 @@ def select_sparsevlm_stage(
     owner[rows, kept] = torch.arange(kept_count, device=device)[None, :]
     owner[rows.expand_as(recycled_index), recycled_index] = kept_count + assignment
     return Selection(keep, features, owner)
-
-
-def sparsevlm_stages(config: SparseVLMConfig, num_layers: int) -> list[Stage]:
-    layers = scaled_layers(config.layers, num_layers)
-    return [
-        Stage(
-            f"llm:{layer}",
-            partial(select_sparsevlm_stage, stage=s + 1, stages=len(layers), layer=layer),
-            frozenset({f"attn_rows@llm:{layer}", f"hidden@llm:{layer}", "entry_visual", "text_embeds"}),
-        )
-        for s, layer in enumerate(layers)
-    ]
-
-
-register(
-    SparseVLMConfig,
-    paper="SparseVLM: Visual Token Sparsification for Efficient VLM Inference (arXiv 2410.04417, ICML 2025)",
-    summary="at three depths, keep the tokens the prompt's relevant words attend to; recycle the best pruned ones into clusters",
-    stages=sparsevlm_stages,
-)(select_sparsevlm_stage)

@@ -7,12 +7,9 @@ CPU and GPU, and an image gets the same subset alone or inside any batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ..config import PruneConfig, help_field
-from ..registry import register
+from ..configs.random import RandomConfig
 from ..signals import Signals
 
 _MASK32 = 0xFFFFFFFF
@@ -34,31 +31,12 @@ def hash32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-@dataclass
-class RandomConfig(PruneConfig):
-    """Keep a seeded uniformly random subset of each image's visual tokens."""
-
-    method = "random"
-    seed: int = help_field(0, "Seed of the draw; the same seed keeps the same tokens of the same image.")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise TypeError(f"seed must be an int; got {self.seed!r}")
-
-
 def random_scores(token_index: torch.Tensor, ordinal: torch.Tensor, seed: int) -> torch.Tensor:
     """(I, N) pseudo-random int64 scores, a pure function of (seed, ordinal, token index)."""
     key = hash32(torch.full_like(ordinal, seed & _MASK32) ^ hash32(ordinal + 0x9E3779B9))
     return hash32(hash32(token_index) ^ key[:, None])
 
 
-@register(
-    RandomConfig,
-    paper="Random subset (the common baseline)",
-    summary="seeded uniformly random subset of each image's tokens",
-    needs=frozenset(),
-)
 def select_random(signals: Signals, budget: int, config: RandomConfig) -> torch.Tensor:
     scores = random_scores(signals.token_index, signals.ordinal, config.seed)
     return scores.topk(budget, dim=1).indices

@@ -26,41 +26,13 @@ heads (``vision_keys``), the official merge metric.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-from ..config import PruneConfig, help_field
-from ..registry import Selection, register
+from ..configs.visionzip import VisionZipConfig
+from ..registry import Selection
 from ..signals import Signals
 from .scoring import gather_rows, keep_all, round_half_up, unit_rows
-from .validation import require_choice, require_fraction
-
-MERGE_MODES = ("official", "mean")
-
-
-@dataclass
-class VisionZipConfig(PruneConfig):
-    """Dominant tokens by vision CLS attention, the rest merged into contextual tokens."""
-
-    method = "visionzip"
-    contextual_ratio: float = help_field(
-        10 / 64,
-        "Share of the budget given to merged contextual tokens: contextual = round(B * ratio) "
-        "(the paper's 10 of 64, 20 of 128, 30 of 192). In [0, 1].",
-    )
-
-    merge: str = help_field(
-        "official",
-        "Contextual token features: 'official' (target + mean of the tokens assigned to it, as the "
-        "official code) or 'mean' (the mean of the target and its assigned tokens).",
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.contextual_ratio = require_fraction("contextual_ratio", self.contextual_ratio)
-        self.merge = require_choice("merge", self.merge, MERGE_MODES)
 
 
 def split_budget(budget: int, contextual_ratio: float) -> tuple[int, int]:
@@ -104,12 +76,6 @@ def merge_contextual(
     return targets, merged, owner
 
 
-@register(
-    VisionZipConfig,
-    paper="VisionZip: Longer is Better but Not Necessary (arXiv 2412.04467, CVPR 2025)",
-    summary="dominant tokens by vision CLS attention plus contextual tokens merged by key similarity",
-    needs=frozenset({"visual", "vision_saliency", "vision_keys"}),
-)
 def select_visionzip(signals: Signals, budget: int, config: VisionZipConfig) -> Selection | torch.Tensor:
     n = signals.num_tokens
     budget = min(budget, n)

@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..config import round_half_up  # noqa: F401 - the selection code's rounding, beside its other helpers
 from ..signals import Signals
 
 _EPS = 1e-12
@@ -62,11 +63,6 @@ def keep_all(signals: Signals) -> torch.Tensor:
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """(I, N, D) gathered at (I, k) token indices -> (I, k, D)."""
     return x.gather(1, index[..., None].expand(-1, -1, x.shape[-1]))
-
-
-def round_half_up(x: float) -> int:
-    """Nearest integer, halves up (Python's ``round`` rounds halves to even)."""
-    return int(x + 0.5) if x >= 0 else -int(-x + 0.5)
 
 
 def floor_count(x: float) -> int:

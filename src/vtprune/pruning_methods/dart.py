@@ -38,45 +38,11 @@ Differences, each because an exact per-image budget is kept:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ..config import PruneConfig, help_field
-from ..registry import Stage, register
+from ..configs.dart import DARTConfig
 from ..signals import Signals
 from .scoring import gather_rows, keep_all, unit_rows
-from .validation import require_choice, require_int
-
-HIDDEN_MODES = ("final_norm", "raw")
-
-
-@dataclass
-class DARTConfig(PruneConfig):
-    """Keep key-norm pivots and the tokens least duplicated with them, after layer K."""
-
-    method = "dart"
-    layer: int = help_field(2, "K: prune after the first K decoder layers ran on the full sequence (DART: 2).")
-    image_pivots: int = help_field(
-        4, "Pivots among the image's tokens, by the L1 norm of their post-RoPE layer-K keys; kept (official: 4). Int >= 1."
-    )
-    text_pivots: int = help_field(
-        4,
-        "Pivots among the instruction tokens after the image, by the same norm; they claim image tokens but "
-        "are text, so not counted in the budget (official: 4). Int >= 0.",
-    )
-    hidden: str = help_field(
-        "final_norm",
-        "States compared by cosine: 'final_norm' (the hidden states after layer K through the model's final "
-        "norm, as the official code) or 'raw' (the layer-K hidden states as they are).",
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.layer = require_int("layer", self.layer, low=1)
-        self.image_pivots = require_int("image_pivots", self.image_pivots, low=1)
-        self.text_pivots = require_int("text_pivots", self.text_pivots, low=0)
-        self.hidden = require_choice("hidden", self.hidden, HIDDEN_MODES)
 
 
 def pivot_quotas(budget: int, image_pivots: int, text_pivots: torch.Tensor) -> torch.Tensor:
@@ -134,20 +100,3 @@ def select_dart(signals: Signals, budget: int, config: DARTConfig) -> torch.Tens
         claim = torch.arange(most, device=device)[None, :] < quotas[:, p : p + 1]
         taken[rows[:, None].expand_as(chosen)[claim], chosen[claim]] = True
     return torch.argsort((~taken).to(torch.uint8), dim=1, stable=True)[:, :budget]
-
-
-def dart_stages(config: DARTConfig, num_layers: int) -> list[Stage]:
-    where = f"llm:{config.layer}"
-    hidden = "hidden_norm" if config.hidden == "final_norm" else "hidden"
-    needs = {f"keys_rope@{where}", f"{hidden}@{where}"}
-    if config.text_pivots > 0:
-        needs |= {f"text_keys_rope@{where}", f"text_{hidden}@{where}"}
-    return [Stage(where, select_dart, frozenset(needs))]
-
-
-register(
-    DARTConfig,
-    paper="DART: Stop Looking for Important Tokens, Duplication Matters More (arXiv 2502.11494)",
-    summary="after layer K, keep key-norm pivots and the tokens least duplicated with them and with text pivots",
-    stages=dart_stages,
-)(select_dart)

@@ -8,21 +8,12 @@ close to the grid's aspect ratio and r*c >= budget, thinned evenly to exactly
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 
 import torch
 
-from ..config import PruneConfig
-from ..registry import register
+from ..configs.uniform import UniformConfig
 from ..signals import Signals
-
-
-@dataclass
-class UniformConfig(PruneConfig):
-    """Keep an evenly strided lattice of each image's patch grid."""
-
-    method = "uniform"
 
 
 @lru_cache(maxsize=256)
@@ -42,12 +33,6 @@ def lattice_indices(rows: int, cols: int, budget: int) -> tuple[int, ...]:
     return tuple(points[math.floor((k + 0.5) * stride)] for k in range(budget))
 
 
-@register(
-    UniformConfig,
-    paper="Uniform spatial sampling (the common baseline)",
-    summary="evenly strided lattice on each image's patch grid",
-    needs=frozenset(),
-)
 def select_uniform(signals: Signals, budget: int, config: UniformConfig) -> torch.Tensor:
     rows, cols = signals.grid
     wanted = torch.tensor(lattice_indices(rows, cols, budget), device=signals.device)

@@ -26,39 +26,12 @@ formulas below and the defaults rho=0.8, a_min=0.05, a_max=0.15.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
-from ..config import PruneConfig, help_field
-from ..registry import Stage, register
+from ..configs.coast import COASTConfig
 from ..signals import Signals
 from .scoring import floor_count, gather_rows, keep_all, unit_rows
-from .validation import require_fraction, require_int
-
-
-@dataclass
-class COASTConfig(PruneConfig):
-    """Anchors by last-token attention, then an entropy-driven head/tail split of the rest."""
-
-    method = "coast"
-    layer: int = help_field(2, "K: prune after the first K decoder layers ran on the full sequence.")
-    rho: float = help_field(0.8, "Share of the budget given to query anchors: n_anchor = floor(rho * B). In [0, 1].")
-    a_min: float = help_field(
-        0.05, "Tail share of the non-anchor budget at zero attention entropy. In [0, 1], <= a_max."
-    )
-    a_max: float = help_field(
-        0.15, "Tail share of the non-anchor budget at maximal attention entropy. In [0, 1], >= a_min."
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.layer = require_int("layer", self.layer, low=1)
-        self.rho = require_fraction("rho", self.rho)
-        self.a_min = require_fraction("a_min", self.a_min)
-        self.a_max = require_fraction("a_max", self.a_max)
-        if self.a_min > self.a_max:
-            raise ValueError(f"a_min must be <= a_max; got a_min={self.a_min}, a_max={self.a_max}")
 
 
 def normalised_entropy(scores: torch.Tensor) -> torch.Tensor:
@@ -128,17 +101,3 @@ def select_coast(signals: Signals, budget: int, config: COASTConfig) -> torch.Te
     others = n - n_anchor
     position = torch.where(slot < n_head[:, None], slot, others - rest + slot) + n_anchor
     return torch.cat((anchors, order.gather(1, position)), dim=1)
-
-
-def coast_stages(config: COASTConfig, num_layers: int) -> list[Stage]:
-    where = f"llm:{config.layer}"
-    needs = frozenset({f"attn_rows@{where}", f"attn_last@{where}", f"hidden@{where}"})
-    return [Stage(where, select_coast, needs)]
-
-
-register(
-    COASTConfig,
-    paper="COAST: contrastive adaptive semantic token pruning (arXiv 2605.09429)",
-    summary="after layer K, query anchors plus an entropy-driven head/tail split by contrastive score",
-    stages=coast_stages,
-)(select_coast)

@@ -12,22 +12,12 @@ isolated), and each later token maximises its minimum distance to the kept set.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ..config import PruneConfig
-from ..registry import register
+from ..configs.divprune import DivPruneConfig
 from ..signals import Signals
 from .greedy import farthest_point_fill
 from .scoring import cosine_matrix, keep_all
-
-
-@dataclass
-class DivPruneConfig(PruneConfig):
-    """Keep a max-min diverse subset of each image's tokens (cosine distance)."""
-
-    method = "divprune"
 
 
 def most_isolated(similarity: torch.Tensor) -> torch.Tensor:
@@ -36,12 +26,6 @@ def most_isolated(similarity: torch.Tensor) -> torch.Tensor:
     return similarity.masked_fill(eye, float("-inf")).amax(dim=-1).argmin(dim=1)
 
 
-@register(
-    DivPruneConfig,
-    paper="DivPrune: Diversity-based Visual Token Pruning (arXiv 2503.02175, CVPR 2025)",
-    summary="greedy max-min diversity on the cosine distance of the LLM-input features",
-    needs=frozenset({"visual"}),
-)
 def select_divprune(signals: Signals, budget: int, config: DivPruneConfig) -> torch.Tensor:
     n = signals.num_tokens
     if budget >= n:

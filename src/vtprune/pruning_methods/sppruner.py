@@ -29,35 +29,12 @@ order of ties and the result does not depend on it. Defaults lam = 0.5, f = 0.75
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ..config import PruneConfig, help_field
-from ..registry import Selection, register
+from ..configs.sppruner import SPprunerConfig
+from ..registry import Selection
 from ..signals import Signals
 from .scoring import gather_rows, keep_all, minmax, round_half_up, signal_prompt_relevance, unit_rows
-from .validation import require_fraction
-
-
-@dataclass
-class SPprunerConfig(PruneConfig):
-    """Subjects by saliency and relevance, their grid rings, dropped tokens merged into them."""
-
-    method = "sppruner"
-    lam: float = help_field(
-        0.5, "Weight of vision saliency against prompt relevance in the subject score s. In [0, 1]."
-    )
-    subject_fraction: float = help_field(
-        0.75,
-        "f: share of the budget given to subjects, k1 = round(f * B) (at least 1); the rest "
-        "goes to the rings around them. In [0, 1].",
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.lam = require_fraction("lam", self.lam)
-        self.subject_fraction = require_fraction("subject_fraction", self.subject_fraction)
 
 
 def subject_scores(signals: Signals, lam: float) -> torch.Tensor:
@@ -106,12 +83,6 @@ def merge_into_nearest(
     return merged / (1.0 + assignment.sum(dim=-1, keepdim=True)), owner
 
 
-@register(
-    SPprunerConfig,
-    paper="SPpruner: focus-then-context subject-centric progressive reduction (arXiv 2605.20950)",
-    summary="subjects by saliency x relevance, their grid rings, dropped tokens merged into the nearest kept",
-    needs=frozenset({"visual", "vision_saliency", "text_embeds"}),
-)
 def select_sppruner(signals: Signals, budget: int, config: SPprunerConfig) -> Selection | torch.Tensor:
     n = signals.num_tokens
     if budget >= n:

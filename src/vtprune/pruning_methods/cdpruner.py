@@ -40,62 +40,15 @@ Given the same relevance, the kept sets are the official ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ..config import PruneConfig, help_field
-from ..registry import Stage, register
+from ..configs.cdpruner import CDPrunerConfig
 from ..signals import Signals
 from .scoring import cosine_matrix, keep_all, minmax, signal_prompt_relevance
-from .validation import require_choice, require_real
-
-RELEVANCE_MODES = ("auto", "clip", "llm")
 
 # A conditional gain below this share of the kernel's largest diagonal is float32
 # round-off of a zero gain: the kernel's rank is spent and no token adds volume.
 _RELATIVE_GAIN_FLOOR = 1e-5
-
-
-@dataclass
-class CDPrunerConfig(PruneConfig):
-    """Greedy MAP of a DPP whose kernel weighs feature similarity by instruction relevance."""
-
-    method = "cdpruner"
-    theta: float = help_field(
-        1.0,
-        "Relevance trade-off in (0, 1]: 1 uses the normalised relevance r as is (the official code); "
-        "theta < 1 uses exp(theta / (2 (1 - theta)) * r), which weighs relevance more as theta grows.",
-    )
-
-    relevance: str = help_field(
-        "auto",
-        "Instruction relevance r: 'clip' (the official: CLIP patch embeddings of the vision layer LLaVA "
-        "reads against the CLIP text embedding, negated; needs text_tower), 'llm' (cosine with the mean "
-        "instruction embedding in the language model's input space), or 'auto' (clip with a text_tower, "
-        "else llm).",
-    )
-    text_tower: str | None = help_field(
-        None,
-        "CLIP checkpoint (model id or path) matching the vision tower, e.g. "
-        "'openai/clip-vit-large-patch14-336' for LLaVA-1.5; loaded with from_pretrained at prune().",
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.theta = require_real("theta", self.theta, low=0.0, high=1.0, low_open=True)
-        self.relevance = require_choice("relevance", self.relevance, RELEVANCE_MODES)
-        if self.text_tower is not None and (not isinstance(self.text_tower, str) or not self.text_tower.strip()):
-            raise TypeError(f"text_tower must be None or a non-empty model id or path; got {self.text_tower!r}")
-        if self.relevance == "clip" and self.text_tower is None:
-            raise ValueError("relevance='clip' needs text_tower=<CLIP checkpoint matching the vision tower>")
-
-    @property
-    def relevance_source(self) -> str:
-        """'clip' or 'llm': where r comes from."""
-        if self.relevance == "auto":
-            return "clip" if self.text_tower is not None else "llm"
-        return self.relevance
 
 
 def relevance_weights(relevance: torch.Tensor, theta: float) -> torch.Tensor:
@@ -164,16 +117,3 @@ def select_cdpruner(signals: Signals, budget: int, config: CDPrunerConfig) -> to
         weights = relevance_weights(fallback, config.theta)
     kernel = conditional_kernel(cosine_matrix(signals.visual), weights)
     return greedy_dpp_map(kernel, budget, fallback)
-
-
-def cdpruner_stages(config: CDPrunerConfig, num_layers: int) -> list[Stage]:
-    needs = {"visual", "clip_relevance"} if config.relevance_source == "clip" else {"visual", "text_embeds"}
-    return [Stage("pre_llm", select_cdpruner, frozenset(needs))]
-
-
-register(
-    CDPrunerConfig,
-    paper="CDPruner: Maximizing Conditional Diversity for Token Pruning (arXiv 2506.10967, NeurIPS 2025)",
-    summary="greedy MAP of a DPP with kernel diag(r) S diag(r): feature similarity weighted by instruction relevance",
-    stages=cdpruner_stages,
-)(select_cdpruner)

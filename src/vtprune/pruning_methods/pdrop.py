@@ -47,116 +47,15 @@ meeting a budget (the paper tunes both by hand).
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import lru_cache
 
 import torch
 
-from ..config import PruneConfig, help_field
-from ..registry import ModelShape, Stage, register
+from ..configs.pdrop import PDropConfig, scaled_layers  # noqa: F401 - importable beside the selection code
 from ..signals import Signals
 from .scoring import round_half_up
-from .validation import require_real
-
-REFERENCE_DEPTH = 32  # the depth ``layers`` is written for (LLaVA-1.5-7B)
-
-
-@dataclass
-class PDropConfig(PruneConfig):
-    """Rank-and-drop at several depths of the language model, by last-token attention."""
-
-    method = "pdrop"
-    positions: str = help_field(
-        "compact",
-        "'compact' (the official code's): after each stage the kept tokens are renumbered "
-        "consecutively and decoding continues that numbering, on 1-D RoPE models (M-RoPE models keep "
-        "their ids inside the language model); 'original': each kept token keeps its unpruned position id.",
-    )
-    layers: Sequence[int] | None = help_field(
-        None,
-        f"Stage depths for a {REFERENCE_DEPTH}-layer model, scaled to the model's depth; strictly "
-        "increasing ints in [1, 32]. None: the paper's (8, 16, 24), scaled earlier in proportion when "
-        "the first segment would cost over half the budget (the applied config shows the layers used).",
-    )
-    ratio: float | None = help_field(
-        None,
-        "Share lambda of the remaining visual tokens each stage keeps (the paper: 0.5), in (0, 1]. "
-        "None: solve lambda so that the visual tokens averaged over all layers equal `keep`.",
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.ratio is not None:
-            self.ratio = require_real("ratio", self.ratio, low=0.0, high=1.0, low_open=True)
-        if self.layers is None:
-            return
-        accepted = f"None or a non-empty, strictly increasing sequence of ints in [1, {REFERENCE_DEPTH}]"
-        layers = self.layers
-        if (
-            isinstance(layers, (str, bytes))
-            or not isinstance(layers, Sequence)
-            or any(isinstance(x, bool) or not isinstance(x, numbers.Integral) for x in layers)
-        ):
-            raise TypeError(f"layers must be {accepted}; got {layers!r}")
-        layers = tuple(int(x) for x in layers)
-        increasing = all(a < b for a, b in zip(layers, layers[1:], strict=False))
-        if not layers or not increasing or layers[0] < 1 or layers[-1] > REFERENCE_DEPTH:
-            raise ValueError(f"layers must be {accepted}; got {list(layers)}")
-        self.layers = layers
-
-
-PAPER_LAYERS = (8, 16, 24)
-
-
-def prepare_pdrop(config: PDropConfig, shape: ModelShape) -> PDropConfig:
-    """Choose the layers when left to the model; reject a budget the layers cannot meet."""
-    share = budget_share(config.keep, shape.image_tokens)
-    solving = config.ratio is None and share is not None and share < 1.0
-    if config.layers is None:
-        layers = PAPER_LAYERS
-        if solving:
-            # Move the stages earlier until the first segment costs at most half the budget.
-            factor = min(1.0, share / (2 * PAPER_LAYERS[0] / REFERENCE_DEPTH))
-            layers = _increasing([max(1, round_half_up(layer * factor)) for layer in PAPER_LAYERS])
-        config = dataclasses.replace(config, layers=layers)
-    if solving:
-        scaled = scaled_layers(config.layers, shape.num_layers)
-        first = scaled[0]
-        if share <= first / shape.num_layers:
-            raise ValueError(
-                f"pdrop: keep={config.keep} (visual tokens averaged over the layers) cannot be met with "
-                f"layers={list(config.layers)} (on a {REFERENCE_DEPTH}-layer scale: {list(scaled)} in this model): "
-                f"the first {first} of {shape.num_layers} layers see every token, "
-                f"so the average is at least {first / shape.num_layers:.3f} of them. Accepted: a keep above that, "
-                "earlier layers, layers=None (chosen for the budget), or a fixed ratio"
-            )
-    return config
-
-
-def budget_share(keep: int | float, image_tokens: int | None) -> float | None:
-    """The budget as a share of an image's tokens, when it is known before any image."""
-    if isinstance(keep, float):
-        return keep
-    return None if not image_tokens else min(1.0, keep / image_tokens)
-
-
-def _increasing(layers: list[int]) -> tuple[int, ...]:
-    """Make rounded layers strictly increasing (the later ones move up when they collide)."""
-    out: list[int] = []
-    for layer in layers:
-        out.append(max(layer, out[-1] + 1) if out else layer)
-    return tuple(out)
-
-
-def scaled_layers(layers: Sequence[int], num_layers: int) -> tuple[int, ...]:
-    """Stage depths for a model of ``num_layers`` layers, unique and in [1, num_layers - 1]."""
-    top = max(1, num_layers - 1)  # pruning after the last layer would save nothing
-    scaled = (min(top, max(1, round_half_up(layer * num_layers / REFERENCE_DEPTH))) for layer in layers)
-    return tuple(sorted(set(scaled)))
 
 
 def layer_average(ratio: float, layers: Sequence[int], num_layers: int, tokens: float) -> float:
@@ -240,24 +139,3 @@ def select_pdrop_stage(
     count = min(signals.num_tokens, stage_count(tokens, ratio, stage))
     attention = signals[f"attn_last_next@llm:{layers[stage - 1]}"].float()
     return attention.topk(count, dim=1).indices
-
-
-def pdrop_stages(config: PDropConfig, num_layers: int) -> list[Stage]:
-    layers = scaled_layers(config.layers or PAPER_LAYERS, num_layers)
-    return [
-        Stage(
-            f"llm:{layer}",
-            partial(select_pdrop_stage, stage=s + 1, layers=layers, num_layers=num_layers),
-            frozenset({f"attn_last_next@llm:{layer}"}),
-        )
-        for s, layer in enumerate(layers)
-    ]
-
-
-register(
-    PDropConfig,
-    paper="PyramidDrop: Pyramid Visual Redundancy Reduction (arXiv 2410.17247, CVPR 2025)",
-    summary="drop a share of the visual tokens at several depths by the next layer's last-token attention; keep = layer average",
-    stages=pdrop_stages,
-    prepare=prepare_pdrop,
-)(select_pdrop_stage)

@@ -20,44 +20,18 @@ diversity steps have a start: with r = 0 it is the single most relevant token.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-from ..config import PruneConfig, help_field
-from ..registry import register
+from ..configs.zspaprune import ZSPAPruneConfig
 from ..signals import Signals
 from .greedy import farthest_point_fill
 from .scoring import cosine_matrix, keep_all, round_half_up, signal_prompt_relevance
-from .validation import require_fraction
-
-
-@dataclass
-class ZSPAPruneConfig(PruneConfig):
-    """A prompt-relevant core, then farthest-point diversity tokens."""
-
-    method = "zspaprune"
-    relevance_fraction: float = help_field(
-        0.6,
-        "r: share of the budget kept as the prompt-relevant core (at least one token); the rest "
-        "is filled by farthest-point diversity. In [0, 1].",
-    )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.relevance_fraction = require_fraction("relevance_fraction", self.relevance_fraction)
 
 
 def core_size(budget: int, relevance_fraction: float) -> int:
     return min(budget, max(1, round_half_up(relevance_fraction * budget)))
 
 
-@register(
-    ZSPAPruneConfig,
-    paper="ZSPAPrune: zero-shot prompt-aware pruning (arXiv 2510.17197, ICLR 2026 submission)",
-    summary="prompt-relevant core by cosine to the prompt, then farthest-point diversity tokens",
-    needs=frozenset({"visual", "text_embeds"}),
-)
 def select_zspaprune(signals: Signals, budget: int, config: ZSPAPruneConfig) -> torch.Tensor:
     n = signals.num_tokens
     if budget >= n:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from vtprune.pruning_methods.visionzip import VisionZipConfig, select_visionzip, split_budget
+from vtprune.pruning_methods.visionzip import VisionZipConfig, select_visionzip, dominant_and_contextual
 from vtprune.registry import Selection
 from vtprune.signals import Signals
 
@@ -9,11 +9,11 @@ from .method_inputs import SignalBank, signals_for
 
 
 def test_split_follows_the_paper() -> None:
-    assert split_budget(64, 10 / 64) == (54, 10)
-    assert split_budget(128, 10 / 64) == (108, 20)
-    assert split_budget(192, 10 / 64) == (162, 30)
-    assert split_budget(1, 10 / 64) == (1, 0)
-    assert split_budget(40, 0.25) == (30, 10)
+    assert dominant_and_contextual(64, 10 / 64) == (54, 10)
+    assert dominant_and_contextual(128, 10 / 64) == (108, 20)
+    assert dominant_and_contextual(192, 10 / 64) == (162, 30)
+    assert dominant_and_contextual(1, 10 / 64) == (1, 0)
+    assert dominant_and_contextual(40, 0.25) == (30, 10)
 
 
 def two_groups() -> tuple[Signals, torch.Tensor]:
@@ -97,7 +97,7 @@ def test_matches_the_official_code_at_the_paper_budgets(seed, budget, split) -> 
 
 def visionzip_reference(saliency, keys, visual, budget, ratio):
     """One image, the official steps with Python loops."""
-    dominant_count, contextual = split_budget(budget, ratio)
+    dominant_count, contextual = dominant_and_contextual(budget, ratio)
     dominant = saliency.topk(dominant_count).indices.tolist()
     remaining = [j for j in range(saliency.shape[0]) if j not in dominant]
     step = max(1, len(remaining) // contextual)

@@ -35,7 +35,7 @@ from ..signals import Signals
 from .scoring import gather_rows, keep_all, round_half_up, unit_rows
 
 
-def split_budget(budget: int, contextual_ratio: float) -> tuple[int, int]:
+def dominant_and_contextual(budget: int, contextual_ratio: float) -> tuple[int, int]:
     """(dominant, contextual) token counts of a budget."""
     contextual = min(budget, round_half_up(budget * contextual_ratio))
     return budget - contextual, contextual
@@ -81,7 +81,7 @@ def select_visionzip(signals: Signals, budget: int, config: VisionZipConfig) -> 
     budget = min(budget, n)
     if budget >= n:
         return keep_all(signals)
-    dominant_count, contextual = split_budget(budget, config.contextual_ratio)
+    dominant_count, contextual = dominant_and_contextual(budget, config.contextual_ratio)
     dominant = signals["vision_saliency"].float().topk(dominant_count, dim=1).indices
     if contextual == 0:
         return dominant

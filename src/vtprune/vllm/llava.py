@@ -40,7 +40,7 @@ from vllm.model_executor.models.llava import (
 from vllm.model_executor.models.utils import AutoWeightsLoader, WeightsMapper
 from vllm.multimodal import MULTIMODAL_REGISTRY
 
-from ..models.vit_tiles import saliency
+from ..models.clip_tower_signals import saliency
 from .placement import EncoderPositionsMixin
 from .positions import encode, provisional
 from .families import grid_side, llava_plan

@@ -14,7 +14,7 @@ from torch import nn
 
 from ...runtime.layout import ImageLayout
 from ...runtime.vision import VisionCall
-from .. import vit_tiles
+from .. import clip_tower_signals
 from ...runtime.forward_inputs import Forward
 from ...signals import VISION_SIGNALS
 from ..base import ModelAdapter
@@ -53,17 +53,17 @@ class LlavaAdapter(ModelAdapter):
         return None if pixel_values is None else int(pixel_values.shape[0])  # images in the call
 
     def install_vision_capture(self, record: Callable[[str, Any], None]) -> list[Any]:
-        return vit_tiles.install_capture(self.core.vision_tower, self.config.vision_feature_layer, record)
+        return clip_tower_signals.install_capture(self.core.vision_tower, self.config.vision_feature_layer, record)
 
     def clip_patches(self, call: VisionCall, select_layer: bool) -> torch.Tensor:
         """Patches (no CLS) of the layer LLaVA reads, or of the final layer, through the
         tower's post layer norm: what CLIP's projection head maps into text space."""
-        post_ln = vit_tiles.post_layernorm(self.core.vision_tower)
+        post_ln = clip_tower_signals.post_layernorm(self.core.vision_tower)
         return post_ln(call.captures["layer_out" if select_layer else "last_out"][:, 1:])
 
     def vision_signal(self, name: str, call: VisionCall) -> torch.Tensor:
         """Signals of the vision layer LLaVA reads: each image is one tile."""
-        return vit_tiles.tile_signal(name, call.captures, self.core.vision_tower, self.config.vision_feature_layer)
+        return clip_tower_signals.tile_signal(name, call.captures, self.core.vision_tower, self.config.vision_feature_layer)
 
     def layout(self, forward: Forward) -> ImageLayout | None:
         if not forward.has_image_features:

@@ -30,7 +30,7 @@ from torch import nn
 
 from ...runtime.layout import ImageLayout, row_end_keys
 from ...runtime.vision import VisionCall
-from .. import vit_tiles
+from .. import clip_tower_signals
 from ...runtime.forward_inputs import Forward
 from ...signals import VISION_SIGNALS
 from ..base import ModelAdapter
@@ -51,10 +51,10 @@ class LlavaNextAdapter(ModelAdapter):
         self._grid_cache: dict[tuple, tuple[int, int, int]] = {}
         tower = self.core.vision_tower
         strategy = getattr(self.config, "vision_feature_select_strategy", "default")
-        if vit_tiles.has_cls(tower) != (strategy == "default"):
+        if clip_tower_signals.has_cls(tower) != (strategy == "default"):
             raise ValueError(
                 f"vision_feature_select_strategy={strategy!r} with a tower "
-                f"{'with' if vit_tiles.has_cls(tower) else 'without'} a CLS token leaves the tiles "
+                f"{'with' if clip_tower_signals.has_cls(tower) else 'without'} a CLS token leaves the tiles "
                 "off their patch grid; accepted: 'default' for CLIP towers, 'full' for SigLIP ones"
             )
 
@@ -191,7 +191,7 @@ class LlavaNextAdapter(ModelAdapter):
 
     # -- vision signals -------------------------------------------------------------------
     def install_vision_capture(self, record: Callable[[str, Any], None]) -> list[Any]:
-        return vit_tiles.install_capture(self.core.vision_tower, self.config.vision_feature_layer, record)
+        return clip_tower_signals.install_capture(self.core.vision_tower, self.config.vision_feature_layer, record)
 
     def match_vision_call(self, forward: Forward, layout: ImageLayout) -> VisionCall | None:
         sizes, tiled = self._image_info(forward)
@@ -205,7 +205,7 @@ class LlavaNextAdapter(ModelAdapter):
     def vision_signal(self, name: str, call: VisionCall) -> torch.Tensor:
         """Per unit (base grid, high-resolution grid, per image), padded: the tiles'
         signals packed like the model packs the tiles' features."""
-        per_tile = vit_tiles.tile_signal(name, call.captures, self.core.vision_tower, self.config.vision_feature_layer)
+        per_tile = clip_tower_signals.tile_signal(name, call.captures, self.core.vision_tower, self.config.vision_feature_layer)
         flat = per_tile if per_tile.dim() == 3 else per_tile[..., None]
         sizes, tiled = call.cache["images"]
         tiles = [self._tile_count(tuple(s), t) for s, t in zip(sizes, tiled)]

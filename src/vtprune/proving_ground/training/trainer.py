@@ -136,7 +136,7 @@ class _Running:
 
 
 @torch.no_grad()
-def validate(
+def validation_accuracy(
     model: LlavaForConditionalGeneration, packer: Packer, images: int, visual_tokens: int = 576, batch: int = 16
 ) -> dict[str, float]:
     """Answer-word accuracy per family on validation scenes (one forward, no generation),
@@ -211,7 +211,7 @@ def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, Llava
         bar.set_postfix(running.update(**shown))
 
         if (step + 1) % settings.eval_every == 0 or step + 1 == settings.steps:
-            accuracy = validate(model, packer, settings.val_images, tokens)
+            accuracy = validation_accuracy(model, packer, settings.val_images, tokens)
             elapsed = time.perf_counter() - start
             history.append({"step": step + 1, "seconds": round(elapsed, 1), "visual_tokens": tokens,
                             "validation": accuracy,

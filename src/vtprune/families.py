@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-# What every adapter computes alike, and what the vision towers that tile their
-# images add (LLaVA's CLIP, LLaVA-NeXT's and OneVision's tiles).
+# What every family provides alike (signals the runtime computes from the family's
+# facts), and the vision tower's own signals (every family here has them).
 SHARED_SIGNALS = frozenset({
     "attn_last", "attn_last_next", "attn_rows", "entry_visual", "hidden", "hidden_norm", "keys", "keys_rope",
     "text_embeds", "text_hidden", "text_hidden_norm", "text_keys_rope", "text_mask", "text_relevance", "visual",
 })  # fmt: skip
-TILE_SIGNALS = frozenset({"vision_features", "vision_keys", "vision_saliency"})
+VISION_SIGNALS = frozenset({"vision_keys", "vision_saliency"})
 
 
 class Family(NamedTuple):
@@ -24,16 +24,17 @@ class Family(NamedTuple):
     signals: frozenset[str]
 
 
+# In the order the family packages register (their names' order).
 FAMILIES = (
-    Family("llava", ("LlavaForConditionalGeneration", "LlavaModel"), SHARED_SIGNALS | TILE_SIGNALS | {"clip_relevance"}),
+    Family("llava", ("LlavaForConditionalGeneration", "LlavaModel"), SHARED_SIGNALS | VISION_SIGNALS | {"clip_relevance"}),
+    Family("llava_next", ("LlavaNextForConditionalGeneration", "LlavaNextModel"), SHARED_SIGNALS | VISION_SIGNALS),
+    Family(
+        "llava_onevision", ("LlavaOnevisionForConditionalGeneration", "LlavaOnevisionModel"), SHARED_SIGNALS | VISION_SIGNALS
+    ),
     Family(
         "qwen2_vl",
         ("Qwen2VLForConditionalGeneration", "Qwen2VLModel", "Qwen2_5_VLForConditionalGeneration", "Qwen2_5_VLModel"),
-        SHARED_SIGNALS | {"vision_keys", "vision_saliency"},
-    ),
-    Family("llava_next", ("LlavaNextForConditionalGeneration", "LlavaNextModel"), SHARED_SIGNALS | TILE_SIGNALS),
-    Family(
-        "llava_onevision", ("LlavaOnevisionForConditionalGeneration", "LlavaOnevisionModel"), SHARED_SIGNALS | TILE_SIGNALS
+        SHARED_SIGNALS | VISION_SIGNALS,
     ),
 )
 

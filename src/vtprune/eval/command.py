@@ -17,7 +17,7 @@ from ..arguments import at_least, budget
 if TYPE_CHECKING:
     import torch
 
-    from .campaign import Variant
+    from ..variants import Variant
 
 DEFAULT_KEEPS = [0.111, 0.222, 0.333]
 
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     # Every variant is checked against the model's config before the model is loaded.
     refused = check(args.method, args.keep,
                     lambda: checkpoint_config(args.model) if args.task else proving_ground_config(args.model))
-    from .campaign import Variant
+    from ..variants import Variant
 
     names = args.method or method_names()
     variants = [Variant(name, k) for name in names for k in args.keep]
@@ -87,7 +87,8 @@ def _device_dtype(args: argparse.Namespace) -> tuple[str, "torch.dtype"]:
 def _run_proving_ground(args: argparse.Namespace, variants: list[Variant], out: Path) -> int:
     from .. import active_handle, proving_ground
     from ..progress import progress_bar
-    from .campaign import Campaign, Variant, markdown, plot, runnable, summarize, versions, with_retention
+    from ..variants import Variant, runnable
+    from .campaign import Campaign, markdown, plot, summarize, versions, with_retention
     from .proving import DEFAULT_EXAMPLES, default_examples, evaluate
 
     device, dtype = _device_dtype(args)

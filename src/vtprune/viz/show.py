@@ -10,6 +10,7 @@ original image, the prompt, and a legend of what the shading means.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any, Sequence
 import torch
 from PIL import Image, ImageOps
 
+from ..variants import Variant, pruned
 from .draw import overlay, overlay_stages, panel_grid, with_key
 from .geometry import TokenGeometry
 from .processor_geometry import geometry_for
@@ -30,7 +32,7 @@ class ShowError(ValueError):
 
 
 @dataclass(frozen=True)
-class Selection:
+class KeptTokens:
     """What one pruned forward kept of the image's tokens."""
 
     method: str
@@ -86,21 +88,19 @@ def model_inputs(processor: Any, image: Image.Image, prompt: str, model: Any) ->
     }
 
 
-def select(model: Any, inputs: dict[str, Any], method: str, keep: int | float) -> Selection:
-    """Prune ``model`` with ``method`` at budget ``keep``, run one forward, record the
-    selection for the (only) image, and restore the model."""
-    import vtprune
-
-    try:
-        handle = vtprune.prune(model, method, keep=keep)
-    except (TypeError, ValueError) as error:  # budgets a method cannot meet on this model
-        raise ShowError(str(error)) from error
-    try:
+def select(model: Any, inputs: dict[str, Any], method: str, keep: int | float) -> KeptTokens:
+    """Prune ``model`` with ``method`` at budget ``keep``, run one forward, record what
+    was kept of the (only) image, and restore the model."""
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(pruned(model, Variant(method, keep)))
+        except (TypeError, ValueError) as error:  # budgets a method cannot meet on this model
+            raise ShowError(str(error)) from error
         with torch.no_grad():
             model(**inputs)
         if handle.last_keep is None:
             raise ShowError("the model saw no image tokens; does the prompt carry the image?")
-        return Selection(
+        return KeptTokens(
             method=method,
             keep=keep,
             kept=handle.last_keep[0][0].cpu(),
@@ -108,8 +108,6 @@ def select(model: Any, inputs: dict[str, Any], method: str, keep: int | float) -
             merge=None if handle.last_merge[0][0] is None else handle.last_merge[0][0].cpu(),
             tokens=handle.stats.before[0],
         )
-    finally:
-        handle.remove()
 
 
 def image_geometry(processor: Any, model: Any, image: Image.Image) -> TokenGeometry:
@@ -124,7 +122,7 @@ def image_geometry(processor: Any, model: Any, image: Image.Image) -> TokenGeome
 def draw(
     image: Image.Image,
     geometry: TokenGeometry,
-    selections: Sequence[Selection],
+    selections: Sequence[KeptTokens],
     keeps: Sequence[int | float],
     *,
     stages: bool = False,
@@ -161,7 +159,7 @@ def show(
     device: str | None = None,
     dtype: str | None = None,
     side: int | None = 448,
-) -> tuple[Path, list[Selection]]:
+) -> tuple[Path, list[KeptTokens]]:
     """Write the PNG for ``methods`` x ``keeps`` on one image and prompt; returns its path
     and the selections drawn."""
     import vtprune

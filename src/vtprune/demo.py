@@ -32,14 +32,15 @@ PICTURE_METHODS = ("uniform", "fastv", "visionzip", "zspaprune", "coast", "sts")
 
 
 def run_demo(keep: int | float = 0.222, questions: int = 120, out: str = "vtprune-demo", device: str | None = None) -> int:
-    from . import proving_ground
     from .eval.proving import compare_methods, default_examples
+    from .loading import default_device, load_model
     from .progress import progress_bar
 
     warnings.filterwarnings("ignore", message=".*text_tower.*")
     start = time.perf_counter()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, processor = proving_ground.load(device=device)
+    device = default_device(device)
+    # float32 on every device, so the accuracy figures do not depend on where it runs.
+    model, processor = load_model(None, device=device, dtype=torch.float32)
     every = [Variant(m["name"], keep) for m in methods()]
     ok, not_run = runnable(model, every)
     names = [v.method for v in ok]

@@ -38,16 +38,6 @@ class PrunedVLM:
         if self.method is not None:
             self.handle = prune(self.model, self.method, keep=self.keep, **self.options)
 
-    @classmethod
-    def from_pretrained(
-        cls, path: str, *, device: str = "cpu", dtype: torch.dtype | str = "auto", **pruning: Any
-    ) -> "PrunedVLM":
-        """Load a checkpoint and its processor (the real ``from_pretrained`` path)."""
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
-        return cls(model.to(device).eval(), AutoProcessor.from_pretrained(path), **pruning)
-
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device

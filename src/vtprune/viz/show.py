@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import torch
 from PIL import Image, ImageOps
 
+from ..loading import load_model
 from ..variants import Variant, pruned
 from .draw import overlay, overlay_stages, panel_grid, with_key
 from .geometry import TokenGeometry
@@ -47,25 +48,21 @@ class KeptTokens:
         return f"{self.method} keep={self.keep}: {len(self.kept)}/{self.tokens}"
 
 
-def load_model(model: str | None, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
-    """``(model, processor)``: from a Hugging Face id or folder, or the bundled
-    proving-ground model when ``model`` is None."""
-    if model is None:
-        try:
-            from ..proving_ground import load
-        except ImportError as error:
-            raise ShowError(
-                "the bundled proving-ground model is not part of this installation; pass --model ID_OR_PATH"
-            ) from error
-        return load(device=device, dtype=dtype)
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
+def load(model: str | None, device: str | None, dtype: str | None) -> tuple[Any, Any]:
+    """``(model, processor)`` by :func:`vtprune.loading.load_model`, its failures worded
+    for the command line."""
     try:
-        loaded = AutoModelForImageTextToText.from_pretrained(model, dtype=dtype)
-        processor = AutoProcessor.from_pretrained(model)
+        return load_model(model, device=device, dtype=dtype)
+    except ImportError as error:
+        if model is not None:
+            raise
+        raise ShowError(
+            "the bundled proving-ground model is not part of this installation; pass --model ID_OR_PATH"
+        ) from error
     except (OSError, ValueError) as error:
+        if model is None:
+            raise
         raise ShowError(f"--model {model!r} could not be loaded: {error}") from error
-    return loaded.to(device).eval(), processor
 
 
 def build_prompt(processor: Any, prompt: str) -> str:
@@ -177,10 +174,7 @@ def show(
         image = ImageOps.exif_transpose(Image.open(image_path)).convert("RGB")
     except OSError as error:
         raise ShowError(f"IMAGE {str(image_path)!r} could not be read: {error}") from error
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    precision = getattr(torch, dtype) if dtype else (torch.bfloat16 if target.type == "cuda" else torch.float32)
-
-    model, processor = load_model(model_id, target, precision)
+    model, processor = load(model_id, device, dtype)
     try:
         geometry = image_geometry(processor, model, image)
     except (TypeError, ValueError, NotImplementedError) as error:

@@ -1,11 +1,11 @@
 """Accuracy on the proving ground: unpruned, and per pruning method and budget.
 
 ``evaluate`` runs batched greedy generation over proving-ground examples and scores
-the first word of each answer by exact match. ``compare_methods`` runs it once
-unpruned and once per ``(method, keep)`` pair, each pruned run inside
-:func:`vtprune.variants.pruned`, and returns a :class:`Comparison` (method x budget x family,
-accuracy and retention = pruned accuracy / unpruned accuracy). Any registered
-method name works; options beyond ``keep`` go in ``options``.
+the first word of each answer (:func:`first_word`) by exact match.
+``compare_methods`` runs it once unpruned and once per ``(method, keep)`` pair, each
+pruned run inside :func:`vtprune.variants.pruned`, and returns a :class:`Comparison`
+(method x budget x family, accuracy and retention = pruned accuracy / unpruned
+accuracy). Any registered method name works; options beyond ``keep`` go in ``options``.
 
 Typical use (the bundled model, offline, a few minutes on a CPU)::
 
@@ -20,7 +20,6 @@ Typical use (the bundled model, offline, a few minutes on a CPU)::
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections import defaultdict
@@ -47,11 +46,6 @@ def first_word(text: str) -> str:
     (so punctuation and a trailing special token such as ``</s>`` never count)."""
     match = re.search(r"[^\W_]+", text)
     return match.group(0).lower() if match else ""
-
-
-def is_correct(generated: str, answer: str) -> bool:
-    """Exact match of the first generated word with the one-word answer (case-insensitive)."""
-    return first_word(generated) == answer.lower()
 
 
 def _batches(items: Sequence[Example], size: int) -> Iterable[Sequence[Example]]:
@@ -162,9 +156,6 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {"examples": self.examples, "baseline": asdict(self.baseline), "runs": [asdict(r) for r in self.runs]}
-
-    def to_json(self, indent: int = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
 
     def format(self, retention: bool = False) -> str:
         """A text table: a row per run, a column per family; accuracy or retention."""

@@ -13,8 +13,9 @@ import vtprune
 from vtprune.bench.flops import LayerShape, language_layer, prefill_macs, vision_macs
 from vtprune.bench.inputs import Target, synthetic_batch
 from vtprune.bench.report import format_table, plot, write_json
-from vtprune.bench.runner import Variant, run_bench
+from vtprune.bench.runner import run_bench
 from vtprune.testing import tiny_llava
+from vtprune.variants import Variant
 
 
 def test_llava_7b_reference_figures():

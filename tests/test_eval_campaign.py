@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from vtprune.cli import main
-from vtprune.eval.campaign import Campaign, Variant
+from vtprune.eval.campaign import Campaign
+from vtprune.variants import Variant
 
 
 def run_eval(out, *extra: str) -> dict:

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from vtprune.eval.runner_hf import PrunedVLM
+from vtprune.loading import load_model
 from viz.checkpoints import save_tiny_llava
 
 
@@ -17,12 +18,16 @@ def checkpoint(tmp_path_factory):
     return save_tiny_llava(tmp_path_factory.mktemp("ckpt"))
 
 
+def loaded(checkpoint, **pruning) -> PrunedVLM:
+    return PrunedVLM(*load_model(str(checkpoint), device="cpu", dtype=torch.float32), **pruning)
+
+
 def image(seed: int) -> Image.Image:
     return Image.fromarray((np.random.RandomState(seed).rand(32, 32, 3) * 255).astype("uint8"))
 
 
 def test_loglikelihood_equals_the_models_own_loss(checkpoint):
-    vlm = PrunedVLM.from_pretrained(str(checkpoint), dtype=torch.float32)
+    vlm = loaded(checkpoint)
     question, answer = "w10 w11", " w40 w41 w42"
     score = vlm.loglikelihood(question, answer, [image(0)])
     prompt = vlm.prompt(question)
@@ -38,7 +43,7 @@ def test_loglikelihood_equals_the_models_own_loss(checkpoint):
 
 def test_text_aware_methods_select_on_the_prompt_alone(checkpoint):
     """Scoring a continuation must not let the continuation steer the selection."""
-    vlm = PrunedVLM.from_pretrained(str(checkpoint), dtype=torch.float32, method="zspaprune", keep=0.25)
+    vlm = loaded(checkpoint, method="zspaprune", keep=0.25)
     question = "w14 w15 w16"
     with torch.no_grad():
         vlm.model(**vlm._inputs([vlm.prompt(question)], [[image(4)]]))
@@ -49,9 +54,9 @@ def test_text_aware_methods_select_on_the_prompt_alone(checkpoint):
 
 
 def test_pruned_scores_and_answers(checkpoint):
-    unpruned = PrunedVLM.from_pretrained(str(checkpoint), dtype=torch.float32)
-    same = PrunedVLM.from_pretrained(str(checkpoint), dtype=torch.float32, method="uniform", keep=1.0)
-    pruned = PrunedVLM.from_pretrained(str(checkpoint), dtype=torch.float32, method="fastv", keep=0.25)
+    unpruned = loaded(checkpoint)
+    same = loaded(checkpoint, method="uniform", keep=1.0)
+    pruned = loaded(checkpoint, method="fastv", keep=0.25)
     args = ("w12 w13", " w50", [image(1)])
     assert same.loglikelihood(*args).logprob == pytest.approx(unpruned.loglikelihood(*args).logprob, abs=1e-5)
     assert pruned.loglikelihood(*args).logprob != pytest.approx(unpruned.loglikelihood(*args).logprob, abs=1e-5)

@@ -24,23 +24,23 @@ from . import methods
 from .bench.figures import READABLE_SPREAD
 from .bench.inputs import Target, processor_batch
 from .bench.jsontext import dumps
-from .bench.runner import Variant as BenchVariant
 from .bench.runner import run_bench
+from .variants import Variant, runnable
 
 SPEED_REPEATS, SPEED_WARMUP = 7, 1
 PICTURE_METHODS = ("uniform", "fastv", "visionzip", "zspaprune", "coast", "sts")
 
 
 def run_demo(keep: int | float = 0.222, questions: int = 120, out: str = "vtprune-demo", device: str | None = None) -> int:
-    from . import proving_ground
-    from .eval.campaign import Variant, runnable
     from .eval.proving import compare_methods, default_examples
+    from .loading import default_device, load_model
     from .progress import progress_bar
 
     warnings.filterwarnings("ignore", message=".*text_tower.*")
     start = time.perf_counter()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, processor = proving_ground.load(device=device)
+    device = default_device(device)
+    # float32 on every device, so the accuracy figures do not depend on where it runs.
+    model, processor = load_model(None, device=device, dtype=torch.float32)
     every = [Variant(m["name"], keep) for m in methods()]
     ok, not_run = runnable(model, every)
     names = [v.method for v in ok]
@@ -56,7 +56,7 @@ def run_demo(keep: int | float = 0.222, questions: int = 120, out: str = "vtprun
     # The prefill only, so that the time buys repetitions: the spread of 7 is the
     # interquartile range, which one slow repetition on a busy machine does not decide.
     with progress_bar(total=(SPEED_WARMUP + SPEED_REPEATS) * (len(names) + 1), desc="speed") as bar:
-        speed = run_bench(Target("proving ground", model, speed_batch), [BenchVariant(n, keep) for n in names],
+        speed = run_bench(Target("proving ground", model, speed_batch), [Variant(n, keep) for n in names],
                           repeats=SPEED_REPEATS, warmup=SPEED_WARMUP, generate=False, progress=bar)
 
     rows = _rows(comparison, speed)

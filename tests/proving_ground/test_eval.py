@@ -5,7 +5,7 @@ import torch
 
 import vtprune
 from vtprune import proving_ground
-from vtprune.eval.proving import Comparison, compare_methods, evaluate, first_word, is_correct
+from vtprune.eval.proving import Comparison, compare_methods, evaluate, first_word
 from vtprune.proving_ground import make_split, prompt
 
 needs_checkpoint = pytest.mark.skipif(
@@ -15,8 +15,8 @@ needs_checkpoint = pytest.mark.skipif(
 
 def test_scoring_reads_the_first_word():
     assert first_word("  Red.</s>") == "red"
-    assert is_correct("yes, there is", "yes") and not is_correct("no", "yes")
-    assert first_word("") == "" and not is_correct("", "red")
+    assert first_word("yes, there is") == "yes" and first_word("no") != "yes"
+    assert first_word("") == "" and first_word("") != "red"
 
 
 @pytest.fixture(scope="module")

@@ -11,33 +11,19 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
 from transformers import LogitsProcessorList
 
-from .. import prune, validate
 from ..compat import cache_of
 from ..runtime.last_forward import PruneStats
+from ..variants import Variant, pruned, runnable
 from .figures import Figure
 from .flops import language_layer, prefill_macs, vision_macs
 from .inputs import Target
 from .measure import HookTimer, StepClock, cache_bytes, peak_memory, synchronize, timed
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A method and budget to measure (``method=None``: the unpruned model)."""
-
-    method: str | None
-    keep: float | int | None = None
-    options: dict = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return "unpruned" if self.method is None else f"{self.method}@{self.keep}"
 
 
 @dataclass
@@ -189,9 +175,9 @@ def run_bench(
     generate: bool = True,
     progress: Any = None,
 ) -> BenchResult:
-    """Measure ``variants`` (the unpruned model is added first) on ``target``: the
-    prefill and, with ``generate``, a ``generate`` call of ``decode_tokens`` tokens
-    (time to the first token and decoding)."""
+    """Measure ``variants`` (:class:`vtprune.variants.Variant`; the unpruned model is
+    added first) on ``target``: the prefill and, with ``generate``, a ``generate`` call
+    of ``decode_tokens`` tokens (time to the first token and decoding)."""
     for name, value, least in (("repeats", repeats, 1), ("warmup", warmup, 0), ("decode_tokens", decode_tokens, 1)):
         if not isinstance(value, int) or value < least:
             raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
@@ -200,25 +186,10 @@ def run_bench(
     suppress = [model.config.image_token_id]
     generate_args = dict(do_sample=False, suppress_tokens=suppress, pad_token_id=_pad_id(model))
 
-    def apply(variant: Variant):
-        if variant.method is None:
-            return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return prune(model, variant.method, keep=variant.keep, **variant.options)
-
     # A variant this model cannot run (a layer it lacks, a budget a schedule cannot
     # meet) is reported, not measured.
-    runnable, skipped = [Variant(None)], {}
-    for variant in variants:
-        if variant.method is None:
-            continue
-        try:
-            validate(model, variant.method, keep=variant.keep, **variant.options)
-            runnable.append(variant)
-        except (ValueError, TypeError) as error:
-            skipped[variant.label] = str(error)
-    variants = runnable
+    variants, skipped = runnable(model, [v for v in variants if v.method is not None])
+    variants = [Variant(None), *variants]
     rows = [Row(v.label, v.method, v.keep) for v in variants]
     if progress is not None:
         progress.total = (warmup + repeats) * len(variants)
@@ -226,12 +197,8 @@ def run_bench(
     with torch.inference_mode():
         for rep in range(warmup + repeats):
             for variant, row in zip(variants, rows):
-                handle = apply(variant)
-                try:
+                with pruned(model, variant, quiet=True):
                     times = _timings(model, batch, device, decode_tokens if generate else 0, generate_args)
-                finally:
-                    if handle is not None:
-                        handle.remove()
                 if rep >= warmup:
                     for name, seconds in times.items():
                         getattr(row, name).append(seconds)
@@ -241,22 +208,8 @@ def run_bench(
 
         # One more pass each, not timed for latency: memory, selection time, counts.
         for variant, row in zip(variants, rows):
-            handle = apply(variant)
-            with peak_memory(device) as memory:
-                if device.type == "cuda":
-                    model.generate(**batch, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens, **generate_args)
-            row.peak_memory_bytes, row.memory_kind = memory.get("bytes"), memory.get("kind", "")
-            row.kv_cache_bytes = cache_bytes(cache_of(model(**batch, use_cache=True, logits_to_keep=1)))
-            if handle is not None:
-                timer = HookTimer(_hooked_modules(handle), device)
-                model(**batch, use_cache=True, logits_to_keep=1)
-                row.selection_s = timer.seconds
-                timer.remove()
-                row.config = handle.config.to_dict()
-            stats = None if handle is None else handle.stats
-            row.llm_macs, row.vision_macs, row.visual_before, row.visual_llm_input, row.visual_layer_avg = _macs(target, stats)
-            if handle is not None:
-                handle.remove()
+            with pruned(model, variant, quiet=True) as handle:
+                _measure_once(target, handle, row, decode_tokens, generate_args)
 
     settings = {
         "repeats": repeats,
@@ -273,6 +226,29 @@ def run_bench(
         "transformers": __import__("transformers").__version__,
     }
     return BenchResult(target.name, settings, rows, skipped)
+
+
+def _measure_once(target: Target, handle, row: Row, decode_tokens: int, generate_args: dict) -> None:
+    """The figures of ``row`` that one pass gives: peak memory of a generate call (where
+    the device measures it), the KV cache of a prefill, the time in vtprune's hooks,
+    the config, and the token counts and MACs."""
+    model, batch = target.model, target.batch
+    device = next(model.parameters()).device
+    with peak_memory(device) as memory:
+        if device.type == "cuda":
+            model.generate(**batch, max_new_tokens=decode_tokens, min_new_tokens=decode_tokens, **generate_args)
+    row.peak_memory_bytes, row.memory_kind = memory.get("bytes"), memory.get("kind", "")
+    row.kv_cache_bytes = cache_bytes(cache_of(model(**batch, use_cache=True, logits_to_keep=1)))
+    if handle is not None:
+        timer = HookTimer(_hooked_modules(handle), device)
+        try:
+            model(**batch, use_cache=True, logits_to_keep=1)
+        finally:
+            timer.remove()
+        row.selection_s = timer.seconds
+        row.config = handle.config.to_dict()
+    stats = None if handle is None else handle.stats
+    row.llm_macs, row.vision_macs, row.visual_before, row.visual_llm_input, row.visual_layer_avg = _macs(target, stats)
 
 
 def _timings(model, batch, device, decode_tokens: int, generate_args: dict) -> dict[str, float]:

@@ -19,41 +19,12 @@ import json
 import platform
 import sys
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
-from .. import prune, validate
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A method at a budget (``method=None``: the unpruned model)."""
-
-    method: str | None
-    keep: int | float | None = None
-
-    @property
-    def label(self) -> str:
-        return "unpruned" if self.method is None else f"{self.method}@{self.keep:g}"
-
-
-def runnable(model: Any, variants: Sequence[Variant]) -> tuple[list[Variant], dict[str, str]]:
-    """The variants ``model`` can run, and why each other one cannot (by label).
-
-    A variant the model cannot run (PDrop's stages at a budget a shallow model cannot
-    average down to) is reported with ``validate``'s reason instead of stopping the run.
-    """
-    ok, skipped = [], {}
-    for variant in variants:
-        try:
-            validate(model, variant.method, keep=variant.keep)
-            ok.append(variant)
-        except (ValueError, TypeError) as error:
-            skipped[variant.label] = str(error)
-    return ok, skipped
+from ..variants import Variant, pruned
 
 
 def distributed() -> tuple[int, int]:
@@ -93,7 +64,6 @@ class Campaign:
         *,
         batch_size: int = 32,
         resume: bool = False,
-        options: dict[str, dict] | None = None,
         progress: Callable[[int], None] | None = None,
     ) -> None:
         self.model = model
@@ -102,7 +72,6 @@ class Campaign:
         self.out = Path(out)
         self.batch_size = batch_size
         self.resume = resume
-        self.options = options or {}
         self.progress = progress
         self.rank, self.world = distributed()
 
@@ -132,11 +101,8 @@ class Campaign:
             path.parent.mkdir(parents=True, exist_ok=True)
             if not self.resume:
                 path.write_text("")
-        handle, config = None, None
-        if variant.method is not None:
-            handle = prune(self.model, variant.method, keep=variant.keep, **self.options.get(variant.method, {}))
-            config = handle.config.to_dict()
-        try:
+        with pruned(self.model, variant) as handle:
+            config = None if handle is None else handle.config.to_dict()
             steps = -(-len([i for i in range(len(self.examples)) if i not in done]) // (self.batch_size * self.world))
             for step in range(steps):
                 chunk = todo[step * self.batch_size : (step + 1) * self.batch_size]
@@ -149,9 +115,6 @@ class Campaign:
                     done[record["index"]] = record
                 if self.progress is not None:
                     self.progress(len(records))
-        finally:
-            if handle is not None:
-                handle.remove()
         return [done[i] for i in sorted(done)], config
 
     def _answer(self, indices: list[int]) -> list[dict]:

@@ -15,9 +15,7 @@ from typing import TYPE_CHECKING
 from ..arguments import at_least, budget
 
 if TYPE_CHECKING:
-    import torch
-
-    from .campaign import Variant
+    from ..variants import Variant
 
 DEFAULT_KEEPS = [0.111, 0.222, 0.333]
 
@@ -61,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     # Every variant is checked against the model's config before the model is loaded.
     refused = check(args.method, args.keep,
                     lambda: checkpoint_config(args.model) if args.task else proving_ground_config(args.model))
-    from .campaign import Variant
+    from ..variants import Variant
 
     names = args.method or method_names()
     variants = [Variant(name, k) for name in names for k in args.keep]
@@ -76,22 +74,15 @@ def run(args: argparse.Namespace) -> int:
         return 130
 
 
-def _device_dtype(args: argparse.Namespace) -> tuple[str, "torch.dtype"]:
-    import torch
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.startswith("cuda") else torch.float32)
-    return device, dtype
-
-
 def _run_proving_ground(args: argparse.Namespace, variants: list[Variant], out: Path) -> int:
-    from .. import active_handle, proving_ground
+    from .. import active_handle
+    from ..loading import load_model
     from ..progress import progress_bar
-    from .campaign import Campaign, Variant, markdown, plot, runnable, summarize, versions, with_retention
+    from ..variants import Variant, runnable
+    from .campaign import Campaign, markdown, plot, summarize, versions, with_retention
     from .proving import DEFAULT_EXAMPLES, default_examples, evaluate
 
-    device, dtype = _device_dtype(args)
-    model, processor = proving_ground.load(device=device, dtype=dtype, path=args.model)
+    model, processor = load_model(args.model, device=args.device, dtype=args.dtype)
     examples = default_examples(args.limit or DEFAULT_EXAMPLES, corruption=args.corruption)
 
     def answer(batch: list) -> tuple[list[str], object]:
@@ -123,13 +114,15 @@ def _run_proving_ground(args: argparse.Namespace, variants: list[Variant], out: 
 
 
 def _run_lmms(args: argparse.Namespace, variants: list[Variant], skipped: dict[str, str], out: Path) -> int:
+    from ..loading import default_device, default_dtype
     from .campaign import versions
     from .lmms_campaign import markdown as lmms_markdown
     from .lmms_campaign import run_lmms
 
-    device, dtype = _device_dtype(args)
+    device = default_device(args.device)
+    dtype = str(default_dtype(args.dtype, device)).removeprefix("torch.")
     rows = run_lmms(args.model, [t for t in args.task.split(",") if t], variants, batch_size=args.batch_size,
-                    limit=args.limit, include_path=args.include_path, device=device, dtype=str(dtype).split(".")[-1])
+                    limit=args.limit, include_path=args.include_path, device=str(device), dtype=dtype)
     text = lmms_markdown(rows, args.model) + "".join(f"\nnot run: {label}: {why}\n" for label, why in skipped.items())
     _write(out, {"target": args.model, "tasks": args.task, "rows": rows, "skipped": skipped, "versions": versions()},
            text)

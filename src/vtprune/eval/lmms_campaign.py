@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .campaign import Variant
+from ..variants import Variant, pruned
 from . import lmms_plugin
 
 INSTALL_HINT = "lmms-eval is not installed: pip install 'vtprune[lmms]' (or pip install lmms-eval)"
@@ -35,7 +35,6 @@ def run_lmms(
     include_path: str | None = None,
     device: str | None = None,
     dtype: str = "auto",
-    options: dict[str, dict] | None = None,
 ) -> list[dict]:
     """One row per variant (the unpruned model first): each task's metrics and their
     retention (pruned / unpruned)."""
@@ -49,15 +48,11 @@ def run_lmms(
 
     lmm = VtpruneLMM(pretrained=model_id, device=device, dtype=dtype, batch_size=batch_size)
     manager = TaskManager(include_path=include_path) if include_path else TaskManager()
-    options = options or {}
     rows = []
     for variant in [Variant(None), *[v for v in variants if v.method is not None]]:
-        lmm.vlm.use(variant.method, variant.keep, options.get(variant.method or "", {}))
-        try:
+        with pruned(lmm.vlm.model, variant):
             out = simple_evaluate(model=lmm, tasks=list(tasks), batch_size=batch_size, limit=limit,
                                   task_manager=manager, log_samples=False)
-        finally:
-            lmm.vlm.use(None)
         results = {task: _numbers(metrics) for task, metrics in (out or {}).get("results", {}).items()}
         rows.append({"label": variant.label, "method": variant.method, "keep": variant.keep, "tasks": results})
     base = rows[0]["tasks"]

@@ -19,6 +19,7 @@ from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 from tqdm import tqdm
 
+from ..loading import load_model
 from .runner_hf import PrunedVLM
 
 
@@ -61,17 +62,10 @@ class VtpruneLMM(lmms):
         **options: Any,
     ) -> None:
         super().__init__()
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        torch_dtype = dtype if dtype == "auto" else getattr(torch, str(dtype))
+        # The bundled proving-ground model (no ``pretrained``) is small: always float32.
+        model, processor = load_model(pretrained, device=device, dtype=dtype if pretrained is not None else torch.float32)
         options = {k: _value(v) for k, v in options.items()}
-        if pretrained is None:  # the bundled proving-ground model
-            from ..proving_ground import load
-
-            model, processor = load(device=device)
-            self.vlm = PrunedVLM(model, processor, method, _value(keep), options)
-        else:
-            self.vlm = PrunedVLM.from_pretrained(pretrained, device=device, dtype=torch_dtype, method=method,
-                                                 keep=_value(keep), options=options)
+        self.vlm = PrunedVLM(model, processor, method, _value(keep), options)
         self.batch_size_per_gpu = int(batch_size)
         self.max_new_tokens = int(max_new_tokens)
 

@@ -1,11 +1,11 @@
 """Accuracy on the proving ground: unpruned, and per pruning method and budget.
 
 ``evaluate`` runs batched greedy generation over proving-ground examples and scores
-the first word of each answer by exact match. ``compare_methods`` runs it once
-unpruned and once per ``(method, keep)`` pair through ``vtprune.prune`` /
-``handle.remove()``, and returns a :class:`Comparison` (method x budget x family,
-accuracy and retention = pruned accuracy / unpruned accuracy). Any registered
-method name works; options beyond ``keep`` go in ``options``.
+the first word of each answer (:func:`first_word`) by exact match.
+``compare_methods`` runs it once unpruned and once per ``(method, keep)`` pair, each
+pruned run inside :func:`vtprune.variants.pruned`, and returns a :class:`Comparison`
+(method x budget x family, accuracy and retention = pruned accuracy / unpruned
+accuracy). Any registered method name works; options beyond ``keep`` go in ``options``.
 
 Typical use (the bundled model, offline, a few minutes on a CPU)::
 
@@ -20,10 +20,9 @@ Typical use (the bundled model, offline, a few minutes on a CPU)::
 
 from __future__ import annotations
 
-import json
 import re
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
@@ -47,11 +46,6 @@ def first_word(text: str) -> str:
     (so punctuation and a trailing special token such as ``</s>`` never count)."""
     match = re.search(r"[^\W_]+", text)
     return match.group(0).lower() if match else ""
-
-
-def is_correct(generated: str, answer: str) -> bool:
-    """Exact match of the first generated word with the one-word answer (case-insensitive)."""
-    return first_word(generated) == answer.lower()
 
 
 def _batches(items: Sequence[Example], size: int) -> Iterable[Sequence[Example]]:
@@ -125,35 +119,6 @@ def evaluate(
     }
 
 
-def blind_baseline(examples: Sequence[Example], reference_scenes: int = 3000) -> dict[str, Any]:
-    """The accuracy reachable from the question alone, without looking at the image.
-
-    Each question is answered with the answer most often given to that exact question
-    on ``reference_scenes`` scenes of the train split (or, for a question never seen
-    there, its family's most common answer). Near chance means the task cannot be
-    solved from the text, so accuracy lost under pruning is visual evidence lost.
-    Returns ``{"accuracy": ..., "families": {...}}`` like :func:`evaluate`.
-    """
-    from ..proving_ground import scene_questions
-
-    by_question: dict[str, Counter] = defaultdict(Counter)
-    by_family: dict[str, Counter] = defaultdict(Counter)
-    for index in range(reference_scenes):
-        for qa in scene_questions("train", index)[1]:
-            by_question[qa.question][qa.answer] += 1
-            by_family[qa.family][qa.answer] += 1
-    hits: dict[str, list[bool]] = defaultdict(list)
-    for e in examples:
-        prior = by_question.get(e.question) or by_family[e.family]
-        guess = prior.most_common(1)[0][0] if prior else ""
-        hits[e.family].append(guess == e.answer)
-    total = sum(len(h) for h in hits.values())
-    return {
-        "accuracy": sum(sum(h) for h in hits.values()) / total if total else float("nan"),
-        "families": {f: sum(hits[f]) / len(hits[f]) for f in FAMILIES if f in hits},
-    }
-
-
 @dataclass
 class Run:
     """One evaluation: a method at a budget (``method="none"`` is the unpruned model)."""
@@ -191,9 +156,6 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {"examples": self.examples, "baseline": asdict(self.baseline), "runs": [asdict(r) for r in self.runs]}
-
-    def to_json(self, indent: int = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent)
 
     def format(self, retention: bool = False) -> str:
         """A text table: a row per run, a column per family; accuracy or retention."""
@@ -242,7 +204,8 @@ def compare_methods(
     The model is left unpruned afterwards, also when a run fails. Pruning that is
     already active on ``model`` is an error, so the baseline is really unpruned.
     """
-    from .. import active_handle, prune
+    from .. import active_handle
+    from ..variants import Variant, pruned
 
     if active_handle(model) is not None:
         raise ValueError("model is already pruned; call handle.remove() before compare_methods")
@@ -255,11 +218,8 @@ def compare_methods(
 
     runs = []
     for name, keep in methods:
-        handle = prune(model, name, keep=keep, **options.get(name, {}))
-        try:
+        with pruned(model, Variant(name, keep, options.get(name, {}))):
             result = evaluate(model, processor, examples, batch_size, max_new_tokens)
-        finally:
-            handle.remove()
         run = Run(
             name, keep, result["accuracy"], result["families"], result["visual_tokens"], result["seconds"],
             retention=_ratio(result["accuracy"], base["accuracy"]),

@@ -33,26 +33,10 @@ class PrunedVLM:
 
     def __post_init__(self) -> None:
         self.processor.tokenizer.padding_side = "left"
-        self.use(self.method, self.keep, self.options)
-
-    def use(self, method: str | None, keep: float | int | None = None, options: dict | None = None) -> None:
-        """Switch to ``method`` at ``keep`` (None: the unpruned model)."""
-        if self.handle is not None:
-            self.handle.remove()
-            self.handle = None
-        self.method, self.keep, self.options = method, keep, dict(options or {})
-        if method is not None:
-            self.handle = prune(self.model, method, keep=keep, **self.options)
-
-    @classmethod
-    def from_pretrained(
-        cls, path: str, *, device: str = "cpu", dtype: torch.dtype | str = "auto", **pruning: Any
-    ) -> "PrunedVLM":
-        """Load a checkpoint and its processor (the real ``from_pretrained`` path)."""
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, attn_implementation="sdpa")
-        return cls(model.to(device).eval(), AutoProcessor.from_pretrained(path), **pruning)
+        # For the model's lifetime (the lmms-eval model of one method); a campaign over
+        # many variants builds it unpruned and prunes around each run instead.
+        if self.method is not None:
+            self.handle = prune(self.model, self.method, keep=self.keep, **self.options)
 
     @property
     def device(self) -> torch.device:

@@ -10,6 +10,7 @@ original image, the prompt, and a legend of what the shading means.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any, Sequence
 import torch
 from PIL import Image, ImageOps
 
+from ..loading import load_model
+from ..variants import Variant, pruned
 from .draw import overlay, overlay_stages, panel_grid, with_key
 from .geometry import TokenGeometry
 from .processor_geometry import geometry_for
@@ -30,7 +33,7 @@ class ShowError(ValueError):
 
 
 @dataclass(frozen=True)
-class Selection:
+class KeptTokens:
     """What one pruned forward kept of the image's tokens."""
 
     method: str
@@ -45,25 +48,21 @@ class Selection:
         return f"{self.method} keep={self.keep}: {len(self.kept)}/{self.tokens}"
 
 
-def load_model(model: str | None, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
-    """``(model, processor)``: from a Hugging Face id or folder, or the bundled
-    proving-ground model when ``model`` is None."""
-    if model is None:
-        try:
-            from ..proving_ground import load
-        except ImportError as error:
-            raise ShowError(
-                "the bundled proving-ground model is not part of this installation; pass --model ID_OR_PATH"
-            ) from error
-        return load(device=device, dtype=dtype)
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
+def load(model: str | None, device: str | None, dtype: str | None) -> tuple[Any, Any]:
+    """``(model, processor)`` by :func:`vtprune.loading.load_model`, its failures worded
+    for the command line."""
     try:
-        loaded = AutoModelForImageTextToText.from_pretrained(model, dtype=dtype)
-        processor = AutoProcessor.from_pretrained(model)
+        return load_model(model, device=device, dtype=dtype)
+    except ImportError as error:
+        if model is not None:
+            raise
+        raise ShowError(
+            "the bundled proving-ground model is not part of this installation; pass --model ID_OR_PATH"
+        ) from error
     except (OSError, ValueError) as error:
+        if model is None:
+            raise
         raise ShowError(f"--model {model!r} could not be loaded: {error}") from error
-    return loaded.to(device).eval(), processor
 
 
 def build_prompt(processor: Any, prompt: str) -> str:
@@ -86,21 +85,19 @@ def model_inputs(processor: Any, image: Image.Image, prompt: str, model: Any) ->
     }
 
 
-def select(model: Any, inputs: dict[str, Any], method: str, keep: int | float) -> Selection:
-    """Prune ``model`` with ``method`` at budget ``keep``, run one forward, record the
-    selection for the (only) image, and restore the model."""
-    import vtprune
-
-    try:
-        handle = vtprune.prune(model, method, keep=keep)
-    except (TypeError, ValueError) as error:  # budgets a method cannot meet on this model
-        raise ShowError(str(error)) from error
-    try:
+def select(model: Any, inputs: dict[str, Any], method: str, keep: int | float) -> KeptTokens:
+    """Prune ``model`` with ``method`` at budget ``keep``, run one forward, record what
+    was kept of the (only) image, and restore the model."""
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(pruned(model, Variant(method, keep)))
+        except (TypeError, ValueError) as error:  # budgets a method cannot meet on this model
+            raise ShowError(str(error)) from error
         with torch.no_grad():
             model(**inputs)
         if handle.last_keep is None:
             raise ShowError("the model saw no image tokens; does the prompt carry the image?")
-        return Selection(
+        return KeptTokens(
             method=method,
             keep=keep,
             kept=handle.last_keep[0][0].cpu(),
@@ -108,8 +105,6 @@ def select(model: Any, inputs: dict[str, Any], method: str, keep: int | float) -
             merge=None if handle.last_merge[0][0] is None else handle.last_merge[0][0].cpu(),
             tokens=handle.stats.before[0],
         )
-    finally:
-        handle.remove()
 
 
 def image_geometry(processor: Any, model: Any, image: Image.Image) -> TokenGeometry:
@@ -124,7 +119,7 @@ def image_geometry(processor: Any, model: Any, image: Image.Image) -> TokenGeome
 def draw(
     image: Image.Image,
     geometry: TokenGeometry,
-    selections: Sequence[Selection],
+    selections: Sequence[KeptTokens],
     keeps: Sequence[int | float],
     *,
     stages: bool = False,
@@ -161,7 +156,7 @@ def show(
     device: str | None = None,
     dtype: str | None = None,
     side: int | None = 448,
-) -> tuple[Path, list[Selection]]:
+) -> tuple[Path, list[KeptTokens]]:
     """Write the PNG for ``methods`` x ``keeps`` on one image and prompt; returns its path
     and the selections drawn."""
     import vtprune
@@ -179,10 +174,7 @@ def show(
         image = ImageOps.exif_transpose(Image.open(image_path)).convert("RGB")
     except OSError as error:
         raise ShowError(f"IMAGE {str(image_path)!r} could not be read: {error}") from error
-    target = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    precision = getattr(torch, dtype) if dtype else (torch.bfloat16 if target.type == "cuda" else torch.float32)
-
-    model, processor = load_model(model_id, target, precision)
+    model, processor = load(model_id, device, dtype)
     try:
         geometry = image_geometry(processor, model, image)
     except (TypeError, ValueError, NotImplementedError) as error:

@@ -94,15 +94,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     from pathlib import Path
 
-    import torch
-
     from .bench.inputs import load_target
     from .bench.report import format_table, plot, write_json
-    from .bench.runner import Variant, run_bench
+    from .bench.runner import run_bench
+    from .loading import default_device, default_dtype
     from .progress import progress_bar
+    from .variants import Variant
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = getattr(torch, args.dtype) if args.dtype else (torch.bfloat16 if device.type == "cuda" else torch.float32)
+    device = default_device(args.device)
+    dtype = default_dtype(args.dtype, device)
     from .registry import method_names
 
     names = args.method or method_names()

@@ -65,22 +65,13 @@ def load_target(
         model = build(arch, layers=layers, dtype=dtype, device=str(device))
         batch = synthetic_batch(model, batch_size, text_tokens, grid)
         name = arch + (f" ({layers} layers)" if layers else "")
-    elif model_id is not None:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=dtype, attn_implementation="sdpa")
-        model = model.to(device).eval()
-        processor = AutoProcessor.from_pretrained(model_id)
-        images, questions = _scenes(batch_size)
-        batch = processor_batch(processor, images, questions)
-        name = model_id
     else:
-        from .. import proving_ground
+        from ..loading import load_model
 
-        model, processor = proving_ground.load(device=str(device), dtype=dtype)
+        model, processor = load_model(model_id, device=device, dtype=dtype)
         images, questions = _scenes(batch_size)
         batch = processor_batch(processor, images, questions)
-        name = "proving ground"
+        name = model_id if model_id is not None else "proving ground"
     batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     if "pixel_values" in batch:
         batch["pixel_values"] = batch["pixel_values"].to(dtype)

@@ -116,9 +116,10 @@ def test_listing_the_methods_and_refusing_an_unknown_one_import_neither_torch_no
 
 
 def test_the_family_table_of_the_listing_is_the_adapters():
-    from vtprune import families, models
+    from vtprune import models
+    from vtprune.models import listing
 
-    assert families.family_support() == models.family_support()
+    assert listing.family_support() == models.family_support()
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,31 @@ def test_the_command_lines_architectures_are_the_registered_ones():
     assert ARCHITECTURES == (*real, *tiny)
 
 
+def test_each_family_names_what_its_record_registers():
+    """names.py (torch-free) and the registered records agree, family by family."""
+    from vtprune.models.listing import all_names
+
+    names = {n.name: n for n in all_names()}
+    assert list(names) == [family.name for family in REGISTERED]
+    for family in REGISTERED:
+        listed = names[family.name]
+        assert family.adapter.names is listed
+        tiny = [m.architecture for m in family.test_models if m.architecture]
+        assert sorted(listed.architectures) == sorted([a.name for a in family.architectures] + tiny)
+
+
+def test_importing_the_families_names_needs_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from vtprune.models.listing import family_support; from vtprune.bench import architectures; "
+        "family_support(); print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
 @pytest.mark.parametrize(("family", "spec"), TEST_MODELS, ids=[m.name for _, m in TEST_MODELS])
 def test_a_tiny_model_runs_on_its_fake_batch_and_bench_batch(family: Family, spec):
     model = spec.build(layers=2)

@@ -22,7 +22,7 @@ from .bench.architectures import ARCHITECTURES
 
 def _cmd_methods(args: argparse.Namespace) -> int:
     from .config import PruneConfig
-    from .families import family_support
+    from .models.listing import family_support
     from .registry import get_method, list_methods
 
     rows = list_methods()

@@ -17,9 +17,11 @@ if TYPE_CHECKING:
 
     from ..models.family import Architecture, TestModel
 
-# The names, spelled out so that the command line offers them without importing torch;
-# a test checks they are the registered families' architectures.
-ARCHITECTURES = ("llava-1.5-7b", "qwen2.5-vl-7b", "tiny-llava", "tiny-qwen2.5-vl")
+from ..models.listing import architecture_names
+
+# From the families' names (torch-free), so the command line offers them without
+# importing torch: real-scale ones first, then the tiny test models.
+ARCHITECTURES = tuple(sorted(architecture_names(), key=lambda name: name.startswith("tiny-")))
 
 
 def registered_architectures() -> "tuple[dict[str, Architecture], dict[str, TestModel]]":

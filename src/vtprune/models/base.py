@@ -22,24 +22,26 @@ from ..runtime.forward_inputs import Forward
 from ..runtime.layout import ImageLayout
 from ..runtime.sequence import consecutive_ids
 from ..runtime.vision import VisionCall
-from ..signals import parse_signal
+from ..signal_names import FAMILY_SIGNALS, parse_signal
+from .listing import FamilyNames
 
 
 class ModelAdapter:
     """Base class of the per-family adapters."""
 
+    names: ClassVar[FamilyNames | None] = None  # the family's names (its names.py), which set the four below
     family: ClassVar[str] = ""
     model_classes: ClassVar[tuple[str, ...]] = ()
     model_types: ClassVar[tuple[str, ...]] = ()  # the ``model_type`` of the family's configs
     position_rows: ClassVar[int] = 1  # 1: (B, L) RoPE ids; 3: (3, B, L) M-RoPE ids
     records_encoder: ClassVar[bool] = False  # record the arguments of core.get_image_features
-    signals: ClassVar[frozenset[str]] = frozenset(
-        {
-            "visual", "entry_visual", "text_embeds", "text_mask", "text_relevance",
-            "attn_rows", "attn_last", "attn_last_next", "hidden", "hidden_norm", "keys", "keys_rope",
-            "text_hidden", "text_hidden_norm", "text_keys_rope",
-        }
-    )
+    signals: ClassVar[frozenset[str]] = FAMILY_SIGNALS  # a family's adds its vision tower's own
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "names" in cls.__dict__ and cls.names is not None:
+            cls.family, cls.model_classes = cls.names.name, cls.names.model_classes
+            cls.model_types, cls.signals = cls.names.model_types, cls.names.signals
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model

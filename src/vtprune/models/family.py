@@ -9,6 +9,7 @@ reads this registry, so a new family is a new package.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -114,7 +115,8 @@ def register(family: Family) -> Family:
 
 
 def registered() -> tuple[Family, ...]:
-    """The registered families, in registration order."""
+    """The registered families, in registration order (every family package's)."""
+    importlib.import_module(f"{__package__}.lookup")  # registers them all, once
     return tuple(_REGISTRY.values())
 
 
@@ -122,7 +124,7 @@ def family_of(model: object) -> Family:
     """The family of ``model`` (an instance of one of its model classes); ``TypeError``
     otherwise."""
     if isinstance(model, nn.Module):
-        for family in _REGISTRY.values():
+        for family in registered():
             if family.adapter.handles(model):
                 return family
     names = ", ".join(family.name for family in _REGISTRY.values())

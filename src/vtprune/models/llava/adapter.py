@@ -16,16 +16,13 @@ from ...runtime.layout import ImageLayout
 from ...runtime.vision import VisionCall
 from .. import clip_tower_signals
 from ...runtime.forward_inputs import Forward
-from ...signals import VISION_SIGNALS
 from ..base import ModelAdapter
+from .names import LLAVA
 
 
 class LlavaAdapter(ModelAdapter):
-    family = "llava"
-    model_classes = ("LlavaForConditionalGeneration", "LlavaModel")
-    model_types = ("llava",)
+    names = LLAVA
     position_rows = 1
-    signals = ModelAdapter.signals | VISION_SIGNALS | {"clip_relevance"}
     clip_text_counterpart = True
 
     def __init__(self, model: nn.Module) -> None:

@@ -32,16 +32,13 @@ from ...runtime.layout import ImageLayout, row_end_keys
 from ...runtime.vision import VisionCall
 from .. import clip_tower_signals
 from ...runtime.forward_inputs import Forward
-from ...signals import VISION_SIGNALS
 from ..base import ModelAdapter
+from .names import NEXT, ONEVISION
 
 
 class LlavaNextAdapter(ModelAdapter):
-    family = "llava_next"
-    model_classes = ("LlavaNextForConditionalGeneration", "LlavaNextModel")
-    model_types = ("llava_next",)
+    names = NEXT
     position_rows = 1
-    signals = ModelAdapter.signals | VISION_SIGNALS
     records_encoder = True  # generate drops image_sizes before the prefill: record them
 
     def __init__(self, model: nn.Module) -> None:
@@ -220,9 +217,7 @@ class LlavaNextAdapter(ModelAdapter):
 
 
 class LlavaOnevisionAdapter(LlavaNextAdapter):
-    family = "llava_onevision"
-    model_classes = ("LlavaOnevisionForConditionalGeneration", "LlavaOnevisionModel")
-    model_types = ("llava_onevision",)
+    names = ONEVISION
     _tiles_single_images_only = True
 
     def _pack_options(self) -> dict:

@@ -22,21 +22,13 @@ from ...runtime.compaction import Compaction
 from ...runtime.layout import ImageLayout
 from ...runtime.vision import VisionCall
 from ...runtime.forward_inputs import Forward
-from ...signals import VISION_SIGNALS
 from ..base import ModelAdapter
+from .names import QWEN2_VL
 
 
 class Qwen2VLAdapter(ModelAdapter):
-    family = "qwen2_vl"
-    model_classes = (
-        "Qwen2VLForConditionalGeneration",
-        "Qwen2VLModel",
-        "Qwen2_5_VLForConditionalGeneration",
-        "Qwen2_5_VLModel",
-    )
-    model_types = ("qwen2_vl", "qwen2_5_vl")
+    names = QWEN2_VL
     position_rows = 3
-    signals = ModelAdapter.signals | VISION_SIGNALS
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__(model)

@@ -155,7 +155,7 @@ def select_sparsevlm_stage(
     raters = rater_mask(signals["entry_visual"], signals["text_embeds"], mask).float()  # (I, T)
     attention = signals[f"attn_rows@llm:{layer}"].float()  # (I, T, v)
     score = (attention * raters[..., None]).sum(1) / raters.sum(1, keepdim=True).clamp(min=1)
-    kept = score.topk(kept_count, dim=1).indices
+    kept = score.topk(kept_count, dim=1).indices.sort(dim=1).values  # in the image's current order
     recycled = recycled_count(v - kept_count, config.recycle)
     clusters = cluster_count(recycled)
     if clusters == 0:
@@ -180,4 +180,6 @@ def select_sparsevlm_stage(
     owner = torch.full((num_images, v), -1, dtype=torch.long, device=device)
     owner[rows, kept] = torch.arange(kept_count, device=device)[None, :]
     owner[rows.expand_as(recycled_index), recycled_index] = kept_count + assignment
-    return Selection(keep, features, owner)
+    # "appended": the kept tokens in their order, then the merged ones in cluster order.
+    slots = torch.arange(keep.shape[1], device=device).expand_as(keep) if config.placement == "appended" else None
+    return Selection(keep, features, owner, slots)

@@ -10,7 +10,7 @@ import torch
 
 from vtprune.config import PruneConfig, help_field
 from vtprune.pruning_methods.uniform import select_uniform
-from vtprune.registry import PRE_LLM, Stage, register
+from vtprune.registry import PRE_LLM, Selection, Stage, register
 
 SEEN: list[dict[str, torch.Tensor]] = []  # signals read by the last probe runs
 
@@ -22,7 +22,16 @@ def _inside_needs(k: int) -> frozenset[str]:
 def select_by_last_attention(signals, budget, config, k: int = 2):
     SEEN.append({name: signals[name] for name in sorted(signals.needs)} | {"token_index": signals.token_index})
     count = min(signals.num_tokens, max(1, round(budget * config.share)))
-    return signals[f"attn_last@llm:{k}"].topk(count, dim=1).indices
+    return _ordered(signals[f"attn_last@llm:{k}"].topk(count, dim=1).indices, config, "inside")
+
+
+def _ordered(keep: torch.Tensor, config, where: str):
+    """``keep``, its tokens given the image's places in reverse order where ``config.reverse`` says."""
+    if config.reverse not in (where, "all"):
+        return keep
+    keep = keep.sort(dim=1).values
+    slots = torch.arange(keep.shape[1] - 1, -1, -1, device=keep.device).expand_as(keep)
+    return Selection(keep, slots=slots)
 
 
 @dataclass
@@ -33,12 +42,13 @@ class ProbeConfig(PruneConfig):
     layers: tuple[int, ...] = help_field((2,), "stage layers K")
     before: bool = help_field(False, "also keep a uniform 2x budget before the LLM")
     share: float = help_field(1.0, "each in-LLM stage keeps share * budget tokens")
+    reverse: str = help_field("none", "stages giving their kept tokens in reverse order: 'none', 'inside', 'all'")
 
 
 def _stages(config: ProbeConfig, num_layers: int) -> list[Stage]:
     stages = []
     if config.before:
-        stages.append(Stage(PRE_LLM, lambda s, b, c: select_uniform(s, min(s.num_tokens, 2 * b), c)))
+        stages.append(Stage(PRE_LLM, lambda s, b, c: _ordered(select_uniform(s, min(s.num_tokens, 2 * b), c), c, "before")))
     stages += [Stage(f"llm:{k}", partial(select_by_last_attention, k=k), _inside_needs(k)) for k in config.layers]
     return stages
 

@@ -55,3 +55,15 @@ def test_keep_everything_is_the_identity():
     assert plan.mask(None) is None
     x = torch.randn(2, 5, 3)
     assert torch.equal(plan.gather(x, 1), x)
+
+
+def test_reordered_moves_the_tokens_not_the_slots():
+    keep = torch.tensor([[1, 1, 0, 1, 1], [1, 0, 1, 1, 1]], dtype=torch.bool)
+    plan = plan_compaction(keep)
+    # Row 0: the tokens at 1 and 4 swap places; row 1: 2, 3, 4 rotate.
+    destinations, sources = torch.tensor([4, 1, 7, 8, 9]), torch.tensor([1, 4, 8, 9, 7])
+    moved = plan.reordered((destinations, sources), 5)
+    values = torch.arange(10).view(2, 5)
+    assert moved.gather(values, -1).tolist() == plan.gather(values, -1).tolist() == [[0, 1, 3, 4], [5, 7, 8, 9]]
+    assert moved.gather_tokens(values, -1).tolist() == [[0, 4, 3, 1], [5, 8, 9, 7]]
+    assert plan.reordered(None, 5) is plan and torch.equal(plan.gather_tokens(values, -1), plan.gather(values, -1))

@@ -132,13 +132,57 @@ def test_inside_prefill_equals_reference(family, before):
     assert stats.llm_input == (n_entry,) and stats.layer_avg == ((2 * n_entry + 2 * sum(budget)) / 4,)
 
 
+def test_inside_tokens_in_a_stage_s_order_equal_reference(family):
+    """A stage giving its kept tokens in reverse order: the later layers see the
+    survivors of each image (of each grid of a LLaVA-NeXT image) in their places
+    reversed, the places keeping their positions."""
+    model = family.build(layers=4, dtype=torch.float64)
+    batch = make_batch(model, [[4, family.image(0), 3, family.image(1), 6]])
+    embeds, positions = full_embeddings(model, batch), full_positions(model, batch)
+    handle = vtprune.prune(model, probes.ProbeConfig(keep=0.3, layers=(2,), reverse="inside"))
+    pruned = logits(model, {**batch, "position_ids": positions})
+    last = handle.last_keep
+    inside = kept_sequence_index(model, batch, {0: last[0]}, 0)
+    content = inside.clone()
+    layout = handle._session.last.layout
+    for parent, (slot, kept) in enumerate(zip(image_slots(model, batch, 0), last[0])):
+        for unit in [u for u, p in enumerate(layout.parents) if p == parent]:
+            start, (rows, cols) = layout.offsets[unit], layout.grids[unit]
+            mine = slot[kept[(kept >= start) & (kept < start + rows * cols)]]
+            content[torch.searchsorted(inside, mine)] = mine.flip(0)
+    layers = model.model.language_model.layers
+    with torch.no_grad():
+        hidden = _layer_pass(model, layers[:2], embeds, positions)
+        hidden = _layer_pass(model, layers[2:], hidden[:, content], positions[..., inside])
+        expected = model.lm_head(model.model.language_model.norm(hidden))
+    torch.testing.assert_close(pruned, expected, atol=1e-10, rtol=1e-10)
+    assert all(k.tolist() == sorted(k.tolist()) for k in last[0])
+
+
+def test_inside_a_later_stage_sees_the_earlier_order(family, model):
+    """Each grid's tokens reach the next stage in the order the first gave them."""
+    handle = vtprune.prune(model, probes.ProbeConfig(keep=0.4, layers=(1, 3), reverse="inside"))
+    logits(model, make_batch(model, [[5, family.image(0), 7]]))
+    groups = len(probes.SEEN) // 2  # one selection per grid group and stage
+    seen = [entry["token_index"] for entry in probes.SEEN[groups:]]
+    assert sum(index.numel() for index in seen) == sum(len(k) for k in handle.keep_by_stage["llm:1"][0])
+    assert all(index.shape[1] > 1 and bool((index[:, 1:] < index[:, :-1]).all()) for index in seen)
+
+
+def test_a_stage_order_before_the_llm_is_refused(model, family):
+    vtprune.prune(model, probes.ProbeConfig(keep=0.3, layers=(2,), before=True, reverse="all"))
+    with pytest.raises(ValueError, match="only inside the language model"):
+        logits(model, make_batch(model, [[5, family.image(0), 7]]))
+
+
 # 3. decoding, batching, keep-all -------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("reverse", ["none", "inside"])
 @pytest.mark.parametrize("layers", [(2,), (1, 3)])
-def test_inside_cached_equals_uncached_and_batch_equals_singles(family, model, layers):
+def test_inside_cached_equals_uncached_and_batch_equals_singles(family, model, layers, reverse):
     prompts = prompts_of(family)
-    vtprune.prune(model, probes.ProbeConfig(keep=0.4, layers=layers, share=0.8))
+    vtprune.prune(model, probes.ProbeConfig(keep=0.4, layers=layers, share=0.8, reverse=reverse))
     batch = make_batch(model, prompts)
     cached = greedy(model, batch, tokens=6)
     assert torch.equal(greedy(model, batch, tokens=6, use_cache=False), cached)

@@ -41,11 +41,18 @@ class Selection(NamedTuple):
     owner:    optional (I, N) for merging methods: for every current token, the column
               of ``keep`` whose feature it went into (-1: into none). Only read to show
               and report the merge; ``features`` is what the model sees.
+    slots:    optional (I, k), inside the language model only: for every column of
+              ``keep``, its rank (a permutation of 0..k-1 per image) among the places the
+              image's kept tokens occupy after the stage, so the kept tokens take those
+              places in this order (the methods whose merged tokens follow the kept
+              ones). ``None``: sequence order. The places keep their position ids, mask
+              and RoPE tables; the tokens move (features and what they are).
     """
 
     keep: torch.Tensor
     features: torch.Tensor | None = None
     owner: torch.Tensor | None = None
+    slots: torch.Tensor | None = None
 
 
 SelectFn = Callable[..., Union[Selection, "torch.Tensor"]]

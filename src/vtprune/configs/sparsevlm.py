@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..checks import layers as layer_check
-from ..checks import real
+from ..checks import choice, real
 from ..config import PruneConfig, option, round_half_up
 from ..registry import Stage, lazy_select
 
 REFERENCE_DEPTH = 32
+PLACEMENTS = ("appended", "centre")
 
 
 @dataclass
@@ -48,6 +49,12 @@ class SparseVLMConfig(PruneConfig):
         0.3,
         "Share of each stage's pruned tokens, best scored first, recycled into merged tokens (official 0.3); [0, 1].",
         check=real(0.0, 1.0),
+    )
+    placement: str = option(
+        "appended",
+        "Where each stage's merged tokens go among the image's kept tokens: 'appended' (the official "
+        "code's) after the kept ones, in cluster order; 'centre': each at its cluster centre's place.",
+        check=choice(*PLACEMENTS),
     )
 
     def stages(self, num_layers: int) -> list[Stage]:

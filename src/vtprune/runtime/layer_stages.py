@@ -4,7 +4,9 @@ Hooks on the language model's own decoder layers (no copy of its forward loop):
 
 * layer K (1-based) -- its input and its ``k_proj`` output are captured as it runs;
   after it, the stage selects on what it computed (attention rows recomputed for the
-  few query tokens, hidden states, keys), and its output is compacted;
+  few query tokens, hidden states, keys), and its output is compacted (the kept
+  tokens in sequence order, or in the order the stage gave them within the places
+  each image keeps: ``Selection.slots``);
 * every layer after K -- its attention mask, RoPE tables and position ids are replaced
   by the compacted ones (computed once per stage), so it sees the shorter sequence.
 
@@ -158,14 +160,14 @@ class LayerStages:
         if prefill.replay is not None:
             done = prefill.replay[len(prefill.results)]
             outcome = done.at(k)
-            keep = done.replay(level, prefill.extra)
+            keep, moves = done.replay(level, prefill.extra), done.flat_moves(prefill.extra)
         else:
             outcome = run_stages([self.stages[k]], self.config, self.source, level, start=k)
-            keep = outcome.keep
+            keep, moves = outcome.keep, outcome.flat_moves()
             if prefill.memory is not None:
                 prefill.memory.stages.append(outcome)
-        compaction = plan_compaction(keep)
-        new_hidden = compaction.gather(capture.hidden_out, seq_dim=1)
+        compaction = plan_compaction(keep).reordered(moves, keep.shape[1])
+        new_hidden = compaction.gather_tokens(capture.hidden_out, seq_dim=1)
         mask = compaction.mask(level.attention_mask)
         positions, tables, shift = self._compacted_positions(compaction, capture, level, kwargs, new_hidden, prefill)
         prefill.overrides = {

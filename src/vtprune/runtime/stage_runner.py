@@ -14,7 +14,7 @@ import torch
 from ..registry import Selection, Stage
 from ..signals import Signals
 from .layout import ROW_KEY, ImageGroup
-from .stage_outcome import GroupResult, Merge, StageOutcome
+from .stage_outcome import GroupResult, Merge, Move, StageOutcome
 from .token_view import TokenView
 
 if TYPE_CHECKING:
@@ -37,7 +37,9 @@ def check_selection(out: Selection | torch.Tensor, num_images: int, num_tokens: 
         raise RuntimeError(f"stage {where}: features {tuple(sel.features.shape)} do not match keep {tuple(keep.shape)}")
     if sel.owner is not None and tuple(sel.owner.shape) != (num_images, num_tokens):
         raise RuntimeError(f"stage {where}: owner {tuple(sel.owner.shape)} is not ({num_images}, {num_tokens})")
-    return Selection(keep.long(), sel.features, sel.owner)
+    if sel.slots is not None and sel.slots.shape != keep.shape:
+        raise RuntimeError(f"stage {where}: slots {tuple(sel.slots.shape)} do not match keep {tuple(keep.shape)}")
+    return Selection(keep.long(), sel.features, sel.owner, None if sel.slots is None else sel.slots.long())
 
 
 def select_sorted(
@@ -61,7 +63,8 @@ def run_stages(
 
     The outcome's keep mask covers the level's sequence (text and padding always
     kept). Stages that merge write their features into the level (see
-    ``TokenView.write_features``) so later stages and the language model see them.
+    ``TokenView.write_features``) so later stages and the language model see them;
+    stages that order their kept tokens record the moves the compaction applies.
     """
     layout = level.layout
     keep = ~layout.token_mask
@@ -72,7 +75,7 @@ def run_stages(
     shares = [level.budgets if stage.share is None else layout.budgets(config, stage.share) for stage in stages]
     shares = shares or [level.budgets]
     for (grid, _, budgets), images in layout.groups(tuple(zip(*shares))).items():
-        positions, group = _select_group(stages, budgets, config, source, level, grid, images, outcome.merges)
+        positions, group = _select_group(stages, budgets, config, source, level, grid, images, outcome)
         keep.view(-1)[positions.reshape(-1)] = True
         for image in images:
             counts[image] = positions.shape[1]
@@ -91,7 +94,7 @@ def _select_group(
     level: TokenView,
     grid: tuple[int, int],
     images: list[int],
-    merges: list[Merge],
+    outcome: StageOutcome,
 ) -> tuple[torch.Tensor, GroupResult]:
     """One group of images through the stages: the flat positions it keeps and its result."""
     layout = level.layout
@@ -119,8 +122,17 @@ def _select_group(
             merged_into = _merged_into(sel.owner, order, before, token_index, grid)
         if features is not None:
             level.write_features(positions, features)
-            merges.append(Merge(positions, features, level.image.shape[1]))
-    return positions, GroupResult(tuple(images), token_index, merged_into)
+            outcome.merges.append(Merge(positions, features, level.image.shape[1]))
+        if sel.slots is not None:
+            outcome.moves.append(_move(stage.where, level, positions, sel.slots.gather(1, order)))
+    return positions, GroupResult(tuple(images), token_index.sort(dim=1).values, merged_into)
+
+
+def _move(where: str, level: TokenView, positions: torch.Tensor, ranks: torch.Tensor) -> Move:
+    """The kept tokens at flat ``positions`` (I, k), ascending, into the slots ``ranks`` name."""
+    if level.capture is None:
+        raise ValueError(f"stage {where}: Selection.slots orders the kept tokens only inside the language model")
+    return Move(positions.gather(1, ranks), positions, level.image.shape[1])
 
 
 def keep_everything(level: TokenView) -> StageOutcome:

@@ -129,28 +129,29 @@ class TokenView:
         mask: torch.Tensor | None,
         input_embeds: torch.Tensor | None = None,
     ) -> "TokenView":
-        """The next level: these tokens after ``compaction``, with ``counts`` per image.
+        """The next level: these tokens after ``compaction`` (in the order it puts them),
+        with ``counts`` per image.
 
         ``input_embeds``: the compacted sequence becomes the language model's input
         (pruning before the LLM), so positions there are counted afresh and the new level
         is its own ``entry``; otherwise the entry level is passed on.
         """
-        origin = compaction.gather(self.origin, -1)
+        origin = compaction.gather_tokens(self.origin, -1)
         if input_embeds is not None:
             origin = torch.arange(compaction.length, device=origin.device).expand_as(origin)
         return TokenView(
-            compaction.gather(self.image, -1).masked_fill(~compaction.valid, -1),
-            compaction.gather(self.token, -1).masked_fill(~compaction.valid, -1),
+            compaction.gather_tokens(self.image, -1).masked_fill(~compaction.valid, -1),
+            compaction.gather_tokens(self.token, -1).masked_fill(~compaction.valid, -1),
             origin,
             counts,
             self.grids,
             mask,
             self.input_embeds if input_embeds is None else input_embeds,
-            self.input_ids if input_embeds is None or self.input_ids is None else compaction.gather(self.input_ids, -1),
+            self.input_ids if input_embeds is None or self.input_ids is None else compaction.gather_tokens(self.input_ids, -1),
             self.parents,
             self.offsets,
             self.budgets,
-            None if self.row_ends is None else compaction.gather(self.row_ends, -1).masked_fill(~compaction.valid, -1),
+            None if self.row_ends is None else compaction.gather_tokens(self.row_ends, -1).masked_fill(~compaction.valid, -1),
             vision=self.vision,
             entry=None if input_embeds is not None else (self.entry if self.entry is not None else self),
         )

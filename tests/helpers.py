@@ -118,6 +118,28 @@ def kept_sequence_index(model, batch, last_keep, sample: int) -> torch.Tensor:
     return torch.nonzero(keep).flatten()
 
 
+def side_inputs(model, batch, sample: int, index: torch.Tensor) -> dict:
+    """The language model's per-visual-token inputs besides the embeddings, for the
+    kept sequence positions ``index`` of prompt ``sample``, built by hand: Qwen3-VL's
+    DeepStack features of the kept image tokens and their mask; ``{}`` for families
+    without such inputs (or a prompt without images)."""
+    if not getattr(model.config.vision_config, "deepstack_visual_indexes", None):
+        return {}
+    slots = image_slots(model, batch, sample)
+    if not slots:
+        return {}
+    first, count = _images_of(model, batch, sample)
+    with torch.no_grad():
+        out = model.model.get_image_features(batch["pixel_values"], batch["image_grid_thw"], return_dict=True)
+    kept_rows = [torch.isin(slot, index) for slot in slots]  # each image's kept tokens, in order
+    embeds = [
+        torch.cat([per_image[first + j][kept] for j, kept in enumerate(kept_rows)])
+        for per_image in out.deepstack_features
+    ]
+    visual = torch.isin(index, torch.cat(slots))[None]
+    return {"visual_pos_masks": visual, "deepstack_visual_embeds": embeds}
+
+
 def full_positions(model, batch) -> torch.Tensor:
     """Unpruned position ids, as generate computes them: (B, L) or (3, B, L)."""
     mask = batch["attention_mask"]

@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+import vtprune
+from vtprune.registry import ModelShape
 from vtprune.testing import test_models
 
 # Every registered family's tiny model(s): ``name``, ``build(...)``, ``image(i)`` (images
 # of different shapes where the family allows it), ``anyres``.
 FAMILIES = list(test_models())
 FAMILY_IDS = [f.name for f in FAMILIES]
+
+
+def refused_before_deepstack(model, method: str, **config) -> bool:
+    """Whether ``method`` has an in-LLM stage acting after a layer K at most the number
+    of decoder layers the model adds DeepStack inputs after (Qwen3-VL); ``prune`` must
+    then refuse it, naming the reason (asserted here)."""
+    deep = len(getattr(model.config.vision_config, "deepstack_visual_indexes", None) or ())
+    spec = vtprune.get_method(method)
+    layers = model.config.text_config.num_hidden_layers
+    cfg = spec.resolve(spec.config(**config), ModelShape(layers, None))
+    if not any(stage.layer is not None and stage.layer <= deep for stage in spec.stages(cfg, layers)):
+        return False
+    with pytest.raises(ValueError, match="DeepStack"):
+        vtprune.prune(model, method, **config)
+    assert vtprune.active_handle(model) is None
+    return True
 
 
 def suppress(model) -> list[int]:

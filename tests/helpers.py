@@ -2,14 +2,33 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+import vtprune
+from vtprune.registry import ModelShape
 from vtprune.testing import test_models
 
 # Every registered family's tiny model(s): ``name``, ``build(...)``, ``image(i)`` (images
 # of different shapes where the family allows it), ``anyres``.
 FAMILIES = list(test_models())
 FAMILY_IDS = [f.name for f in FAMILIES]
+
+
+def refused_before_deepstack(model, method: str, **config) -> bool:
+    """Whether ``method`` has an in-LLM stage acting after a layer K at most the number
+    of decoder layers the model adds DeepStack inputs after (Qwen3-VL); ``prune`` must
+    then refuse it, naming the reason (asserted here)."""
+    deep = len(getattr(model.config.vision_config, "deepstack_visual_indexes", None) or ())
+    spec = vtprune.get_method(method)
+    layers = model.config.text_config.num_hidden_layers
+    cfg = spec.resolve(spec.config(**config), ModelShape(layers, None))
+    if not any(stage.layer is not None and stage.layer <= deep for stage in spec.stages(cfg, layers)):
+        return False
+    with pytest.raises(ValueError, match="DeepStack"):
+        vtprune.prune(model, method, **config)
+    assert vtprune.active_handle(model) is None
+    return True
 
 
 def suppress(model) -> list[int]:
@@ -116,6 +135,28 @@ def kept_sequence_index(model, batch, last_keep, sample: int) -> torch.Tensor:
         dropped[kept] = False
         keep[slot[dropped]] = False
     return torch.nonzero(keep).flatten()
+
+
+def side_inputs(model, batch, sample: int, index: torch.Tensor) -> dict:
+    """The language model's per-visual-token inputs besides the embeddings, for the
+    kept sequence positions ``index`` of prompt ``sample``, built by hand: Qwen3-VL's
+    DeepStack features of the kept image tokens and their mask; ``{}`` for families
+    without such inputs (or a prompt without images)."""
+    if not getattr(model.config.vision_config, "deepstack_visual_indexes", None):
+        return {}
+    slots = image_slots(model, batch, sample)
+    if not slots:
+        return {}
+    first, count = _images_of(model, batch, sample)
+    with torch.no_grad():
+        out = model.model.get_image_features(batch["pixel_values"], batch["image_grid_thw"], return_dict=True)
+    kept_rows = [torch.isin(slot, index) for slot in slots]  # each image's kept tokens, in order
+    embeds = [
+        torch.cat([per_image[first + j][kept] for j, kept in enumerate(kept_rows)])
+        for per_image in out.deepstack_features
+    ]
+    visual = torch.isin(index, torch.cat(slots))[None]
+    return {"visual_pos_masks": visual, "deepstack_visual_embeds": embeds}
 
 
 def full_positions(model, batch) -> torch.Tensor:

@@ -19,6 +19,8 @@ from helpers import (
     image_token_counts,
     kept_sequence_index,
     logits,
+    side_inputs,
+    suppress,
 )
 
 
@@ -40,6 +42,18 @@ def _clean(model):
         vtprune.active_handle(model).remove()
 
 
+def refused(model, config) -> bool:
+    """Whether the stages act before the model is done adding per-visual-token inputs
+    (Qwen3-VL's DeepStack, after its first decoder layers): ``prune`` must refuse them."""
+    deep = len(getattr(model.config.vision_config, "deepstack_visual_indexes", None) or ())
+    if min(config.layers) > deep:
+        return False
+    with pytest.raises(ValueError, match="DeepStack"):
+        vtprune.prune(model, config)
+    assert vtprune.active_handle(model) is None
+    return True
+
+
 def prompts_of(family):
     return [[5, family.image(0), 7], [3, family.image(1), 2, family.image(2), 4], [9]]
 
@@ -51,6 +65,8 @@ def prompts_of(family):
 def test_attention_rows_match_eager(family, model, k):
     eager = family.build(layers=4, attn="eager")
     batch = make_batch(model, prompts_of(family))
+    if refused(model, probes.ProbeConfig(keep=1.0, layers=(k,))):
+        return
     vtprune.prune(model, probes.ProbeConfig(keep=1.0, layers=(k,)))
     logits(model, batch)
     assert model.config._attn_implementation == "sdpa"
@@ -99,12 +115,18 @@ def test_attention_rows_match_eager(family, model, k):
 # 2. in-LLM pruned prefill equals the hand-built reference --------------------------------------
 
 
-def _layer_pass(model, layers, hidden, positions):
+def _layer_pass(model, layers, hidden, positions, extra=None):
+    """``layers`` on ``hidden``; ``extra``: the language model's DeepStack inputs
+    (Qwen3-VL), added to the visual tokens after the first layers as its loop does."""
     lm = model.model.language_model
     position_embeddings = lm.rotary_emb(hidden, positions)
-    for layer in layers:
+    deepstack = (extra or {}).get("deepstack_visual_embeds", ())
+    for i, layer in enumerate(layers):
         hidden = layer(hidden, attention_mask=None, position_embeddings=position_embeddings, position_ids=None)
         hidden = hidden[0] if isinstance(hidden, tuple) else hidden
+        if i < len(deepstack):
+            hidden = hidden.clone()
+            hidden[extra["visual_pos_masks"]] += deepstack[i]
     return hidden
 
 
@@ -120,7 +142,7 @@ def test_inside_prefill_equals_reference(family, before):
     inside = kept_sequence_index(model, batch, {0: last}, 0)  # what layers 3 and 4 see
     layers = model.model.language_model.layers
     with torch.no_grad():
-        hidden = _layer_pass(model, layers[:2], embeds[:, entry], positions[..., entry])
+        hidden = _layer_pass(model, layers[:2], embeds[:, entry], positions[..., entry], side_inputs(model, batch, 0, entry))
         where = torch.searchsorted(entry, inside)  # the survivors among the entered tokens
         hidden = _layer_pass(model, layers[2:], hidden[:, where], positions[..., inside])
         expected = model.lm_head(model.model.language_model.norm(hidden))
@@ -182,7 +204,10 @@ def test_a_stage_order_before_the_llm_is_refused(model, family):
 @pytest.mark.parametrize("layers", [(2,), (1, 3)])
 def test_inside_cached_equals_uncached_and_batch_equals_singles(family, model, layers, reverse):
     prompts = prompts_of(family)
-    vtprune.prune(model, probes.ProbeConfig(keep=0.4, layers=layers, share=0.8, reverse=reverse))
+    config = probes.ProbeConfig(keep=0.4, layers=layers, share=0.8, reverse=reverse)
+    if refused(model, config):
+        return
+    vtprune.prune(model, config)
     batch = make_batch(model, prompts)
     cached = greedy(model, batch, tokens=6)
     assert torch.equal(greedy(model, batch, tokens=6, use_cache=False), cached)
@@ -199,7 +224,7 @@ def test_inside_manual_decoding(family, model):
         tokens = []
         for _ in range(4):
             scores = out.logits[0, -1]
-            scores[model.config.image_token_id] = float("-inf")
+            scores[suppress(model)] = float("-inf")  # as greedy does
             token = scores.argmax().view(1, 1)
             tokens.append(int(token))
             out = model(input_ids=token, past_key_values=out.past_key_values, use_cache=True)
@@ -212,6 +237,8 @@ def test_inside_manual_decoding(family, model):
 def test_inside_keep_all_equals_unpatched(family, model):
     batch = make_batch(model, prompts_of(family))
     reference, tokens = logits(model, batch), greedy(model, batch, tokens=6)
+    if refused(model, probes.ProbeConfig(keep=1.0, layers=(1, 3))):
+        return
     vtprune.prune(model, probes.ProbeConfig(keep=1.0, layers=(1, 3)))
     torch.testing.assert_close(logits(model, batch), reference, atol=1e-5, rtol=0)
     assert torch.equal(greedy(model, batch, tokens=6), tokens)

@@ -24,6 +24,7 @@ from helpers import (
     image_token_counts,
     kept_sequence_index,
     logits,
+    side_inputs,
     suppress,
 )
 
@@ -102,7 +103,9 @@ def test_pruned_prefill_equals_reference(family, model64, method):
         kept_embeds = embeds[sample, index][None]
         kept_positions = positions[..., sample : sample + 1, index]
         with torch.no_grad():
-            hidden = model.model.language_model(inputs_embeds=kept_embeds, position_ids=kept_positions).last_hidden_state
+            hidden = model.model.language_model(
+                inputs_embeds=kept_embeds, position_ids=kept_positions, **side_inputs(model, batch, sample, index)
+            ).last_hidden_state
             expected = model.lm_head(hidden)[0]
         # The compacted batch is right-aligned: this sample's tokens are its last ones.
         got = pruned[sample, -len(index):]
@@ -151,9 +154,11 @@ def test_pruned_generation_equals_reference_decoding(family, model64):
     hidden_in, pos = embeds[0, index][None], positions[..., :1, index]
     next_position = int(positions.max()) + 1  # same id in every M-RoPE row after the prompt
     cache, expected = None, []
+    extra = side_inputs(model, batch, 0, index)
     with torch.no_grad():
         for step in range(6):
-            out = lm(inputs_embeds=hidden_in, position_ids=pos, past_key_values=cache, use_cache=True)
+            out = lm(inputs_embeds=hidden_in, position_ids=pos, past_key_values=cache, use_cache=True, **extra)
+            extra = {}  # the prompt's only: decoding steps bring no images
             cache = out.past_key_values
             scores = model.lm_head(out.last_hidden_state[:, -1])[0]
             scores[banned] = float("-inf")

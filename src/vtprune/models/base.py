@@ -191,6 +191,13 @@ class ModelAdapter:
         sequence. 1-D RoPE: consecutive ids from the first real token's id."""
         return consecutive_ids(positions, mask.bool())
 
+    # -- inputs that travel with the visual tokens -----------------------------------------
+    def compact_side_inputs(self, kwargs: dict, compaction: Compaction) -> dict:
+        """The language model's other per-token inputs (beyond embeddings, mask and
+        positions), compacted like the tokens: ``kwargs`` are its call's keyword
+        arguments. Default: it has none, and ``kwargs`` come back unchanged."""
+        return kwargs
+
     # -- decoder layers (in-LLM stages) ---------------------------------------------------
     @property
     def decoder_layers(self) -> nn.ModuleList:

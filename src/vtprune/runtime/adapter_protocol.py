@@ -48,6 +48,9 @@ class FamilyAdapter(Protocol):
         self, positions: torch.Tensor, mask: torch.Tensor, forward: Forward, compaction: Compaction
     ) -> torch.Tensor: ...
 
+    # -- inputs that travel with the visual tokens ----------------------------------------
+    def compact_side_inputs(self, kwargs: dict, compaction: Compaction) -> dict: ...
+
     # -- decoder layers ---------------------------------------------------------------------
     @property
     def num_layers(self) -> int: ...

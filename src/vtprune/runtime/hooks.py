@@ -180,6 +180,7 @@ class PruningHooks:
         compacted = self.prefill(step)
         self._binding = compacted.state
         kwargs = {**kwargs, "inputs_embeds": compacted.embeds, "attention_mask": compacted.mask, "position_ids": compacted.positions}
+        kwargs = self.adapter.compact_side_inputs(kwargs, compacted.compaction)  # per-token inputs of the family
         if kwargs.get("cache_position") is not None:  # transformers releases that still pass it
             kwargs["cache_position"] = torch.arange(past_len, past_len + compacted.length, device=embeds.device)
         return args, kwargs

@@ -1,0 +1,40 @@
+"""A tiny Qwen3-VL model. Its fake prompt images are Qwen2-VL's (a token grid of any
+size between vision start and end markers, one (t, h, w) grid per image)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..qwen2_vl.tiny import batch_inputs, bench_image, image_tokens
+from ..tiny import DEFAULT_LAYERS, PAD_ID, finish
+
+__all__ = ["batch_inputs", "bench_image", "image_tokens", "tiny_qwen3_vl"]
+
+
+def tiny_qwen3_vl(
+    seed: int = 0, dtype: torch.dtype = torch.float32, *, layers: int = DEFAULT_LAYERS, attn: str = "sdpa",
+    deepstack: tuple[int, ...] = (0,),
+) -> nn.Module:
+    """A Qwen3-VL model with interleaved M-RoPE and DeepStack: the output of each ViT
+    block in ``deepstack`` is added to the visual tokens after the decoder layer of the
+    same rank. One DeepStack layer by default, so in-LLM stages from layer 2 on run."""
+    import transformers as tf
+
+    text = dict(
+        vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
+                         "mrope_interleaved": True},
+        pad_token_id=PAD_ID, bos_token_id=1, eos_token_id=2,
+    )
+    vision = dict(
+        depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=4, spatial_merge_size=2,
+        temporal_patch_size=2, out_hidden_size=64, num_position_embeddings=64,
+        deepstack_visual_indexes=list(deepstack),
+    )
+    ids = dict(image_token_id=250, video_token_id=251, vision_start_token_id=252, vision_end_token_id=253)
+    config = tf.Qwen3VLConfig(text_config=text, vision_config=vision, **ids)
+    torch.manual_seed(seed)
+    model = tf.Qwen3VLForConditionalGeneration._from_config(config, attn_implementation=attn)
+    return finish(model, seed, dtype)

@@ -12,7 +12,7 @@ import torch
 import vtprune
 from vtprune.testing import make_batch
 
-from helpers import FAMILIES
+from helpers import FAMILIES, refused_before_deepstack
 
 METHODS = ["fastv", "pdrop", "coast", "sts", "sparsevlm", "dart"]
 PER_ROW = ("input_ids", "attention_mask", "mm_token_type_ids")
@@ -44,7 +44,7 @@ def selections(model, batch) -> list:
     return [[k.tolist() for k in sample] for sample in handle.last_keep]
 
 
-@pytest.fixture(scope="module", params=[f for f in FAMILIES if f.name in ("llava", "qwen2_vl")], ids=lambda f: f.name)
+@pytest.fixture(scope="module", params=[f for f in FAMILIES if f.name in ("llava", "qwen2_vl", "qwen3_vl")], ids=lambda f: f.name)
 def setup(request):
     family = request.param
     model = family.build(layers=10)
@@ -58,6 +58,8 @@ def test_right_padded_batch_selects_as_left_padded_and_singles(setup, method):
     left = make_batch(model, prompts)
     right = right_padded(left)
     assert not torch.equal(right["attention_mask"], left["attention_mask"])  # the padding did move
+    if refused_before_deepstack(model, method, keep=0.222):
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         handle = vtprune.prune(model, method, keep=0.222)

@@ -127,10 +127,16 @@ class SuiteResult:
     throughput: Any = None  # ThroughputResult, or None
 
 
-def run_suite(settings: SuiteSettings, *, progress: Callable[[str], Any] | None = None) -> SuiteResult:
+def run_suite(
+    settings: SuiteSettings,
+    *,
+    progress: Callable[[str, int], Any] | None = None,
+    done: Callable[["SuiteResult"], Any] | None = None,
+) -> SuiteResult:
     """Measure every shape of ``settings`` (one interleaved run each), then the batch
-    throughput on the LLaVA shape. ``progress(description)`` returns a bar for each
-    part (``None``: no bars)."""
+    throughput on the LLaVA shape. ``progress(description, total)`` returns a bar for
+    each part (``None``: no bars); ``done(result so far)`` is called after each part, so
+    a long run leaves its finished parts written."""
     import torch
 
     from ..loading import default_device, default_dtype
@@ -144,34 +150,50 @@ def run_suite(settings: SuiteSettings, *, progress: Callable[[str], Any] | None 
     device = default_device(settings.device)
     dtype = default_dtype(settings.dtype, device)
     methods = list(settings.methods or method_names())
-    results, throughput = {}, None
+    result = SuiteResult(settings, {})
+
+    def target_of(shape: Shape):
+        return load_target(model_id=None, arch=shape.arch(settings.preset),
+                           layers=shape.layers_for(settings.preset, settings.layers), batch_size=1,
+                           text_tokens=settings.prompt_tokens, grid=shape.grid_for(settings.preset),
+                           dtype=dtype, device=device)
+
+    def release() -> None:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
     for name in settings.shapes:
         shape = SHAPES[name]
-        layers = shape.layers_for(settings.preset, settings.layers)
-        target = load_target(model_id=None, arch=shape.arch(settings.preset), layers=layers, batch_size=1,
-                             text_tokens=settings.prompt_tokens, grid=shape.grid_for(settings.preset),
-                             dtype=dtype, device=device)
+        target = target_of(shape)
         variants = [Variant(m, k) for m in methods for k in shape.budgets_for(settings.preset)]
         bar = _bar(progress, f"suite {name}", (settings.warmup + settings.repeats) * (len(variants) + 1))
         try:
-            results[name] = run_bench(target, variants, repeats=settings.repeats, warmup=settings.warmup,
-                                      decode_tokens=settings.decode_tokens, progress=bar)
+            result.shapes[name] = run_bench(target, variants, repeats=settings.repeats, warmup=settings.warmup,
+                                            decode_tokens=settings.decode_tokens, progress=bar)
         finally:
             _close(bar)
-        if name == THROUGHPUT_SHAPE and settings.throughput_batches:
-            variants = throughput_variants(settings, shape)
-            bar = _bar(progress, "throughput", settings.throughput_repeats * (len(variants) + 1) * len(settings.throughput_batches))
-            try:
-                throughput = run_throughput(target, variants, settings.throughput_batches,
-                                            text_tokens=settings.prompt_tokens, grid=shape.grid_for(settings.preset),
-                                            repeats=settings.throughput_repeats,
-                                            decode_tokens=settings.decode_tokens, progress=bar)
-            finally:
-                _close(bar)
         del target
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
-    return SuiteResult(settings, results, throughput)
+        release()
+        if done is not None:
+            done(result)
+    if settings.throughput_batches and THROUGHPUT_SHAPE in settings.shapes:
+        shape = SHAPES[THROUGHPUT_SHAPE]
+        target = target_of(shape)
+        variants = throughput_variants(settings, shape)
+        bar = _bar(progress, "throughput",
+                   settings.throughput_repeats * (len(variants) + 1) * len(settings.throughput_batches))
+        try:
+            result.throughput = run_throughput(target, variants, settings.throughput_batches,
+                                               text_tokens=settings.prompt_tokens, grid=shape.grid_for(settings.preset),
+                                               repeats=settings.throughput_repeats,
+                                               decode_tokens=settings.decode_tokens, progress=bar)
+        finally:
+            _close(bar)
+        del target
+        release()
+        if done is not None:
+            done(result)
+    return result
 
 
 def _bar(progress, description: str, total: int):

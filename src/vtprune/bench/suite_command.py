@@ -63,7 +63,7 @@ def run_suite_command(args: argparse.Namespace) -> int:
         return bar.__enter__()
 
     try:
-        result = run_suite(settings, progress=progress)
+        result = run_suite(settings, progress=progress, done=lambda partial: write(partial, Path(args.out)))
     finally:
         for bar in bars:
             bar.__exit__(None, None, None)

@@ -72,8 +72,8 @@ def markdown(result: SuiteResult) -> str:
         for row in bench.rows[1:]:
             f = row_figures(bench, row)
             cells = [f["label"], str(f["visual_llm_input"]), f"{f['visual_layer_avg']:.1f}",
-                     f["prefill_speedup"].text(), _x(f["ideal_speedup"]), _number(f["prefill_vs_ideal"]),
-                     f["ttft_speedup"].text(), _number(f["ttft_vs_ideal"]), f["decode_throughput"].text(),
+                     _figure(f["prefill_speedup"]), _x(f["ideal_speedup"]), _number(f["prefill_vs_ideal"]),
+                     _figure(f["ttft_speedup"]), _number(f["ttft_vs_ideal"]), _figure(f["decode_throughput"]),
                      _number(f["kv_cache"]), _share(f["selection_share"])]
             lines.append("| " + " | ".join(cells) + " |")
         for label, why in bench.skipped.items():
@@ -86,7 +86,7 @@ def markdown(result: SuiteResult) -> str:
         lines += throughput_markdown(result.throughput)
     lines += [
         "prefill, TTFT, decode tok/s: measured speed-up over the unpruned model (higher is faster), the median of "
-        "the repetitions' ratios ± half their spread ('unclear' above ±15%). ideal: the prefill speed-up from MACs, "
+        "the repetitions' ratios ± half their spread ('unclear' above ±15%; no ± from one repetition). ideal: the prefill speed-up from MACs, "
         "vision tower included. measured / ideal: 1 when the MAC saving is all realised. KV: KV-cache bytes after "
         "the prefill over unpruned. select: time in vtprune's hooks over the unpruned prefill.",
     ]
@@ -105,7 +105,7 @@ def throughput_markdown(throughput) -> list[str]:
             r = throughput.ratios(row)
             rate = row.requests_per_s().median
             lines.append(f"| {row.label} | {batch} | {'-' if rate is None else f'{rate:.3f}'} | "
-                         f"{r['requests_per_s'].text() if row is not rows[0] else '1'} | {_bytes(row.kv_cache_bytes)} | "
+                         f"{_figure(r['requests_per_s']) if row is not rows[0] else '1'} | {_bytes(row.kv_cache_bytes)} | "
                          f"{_number(r['kv_cache'])} | {_number(r['peak_memory']) if r['peak_memory'] else 'n/a'} |")
     for label, why in throughput.skipped.items():
         lines.append(f"| {label} | not run: {why.replace('|', '/')} | | | | | |")
@@ -181,6 +181,13 @@ def plot(result: SuiteResult, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _figure(figure: Figure) -> str:
+    """``Figure.text``, without a ± where one repetition gives no spread."""
+    if figure.median is not None and figure.count < 2:
+        return f"{figure.median:.2f}x"
+    return figure.text()
 
 
 def _ms(values: list[float]) -> str:

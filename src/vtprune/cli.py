@@ -18,6 +18,7 @@ from typing import Sequence
 from . import __version__
 from .arguments import at_least, budget
 from .bench.architectures import ARCHITECTURES
+from .bench.suite import PRESETS as SUITE_PRESETS
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
@@ -75,6 +76,17 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.suite:
+        from .bench.suite_command import run_suite_command
+
+        return run_suite_command(args)
+    args.keep = args.keep or [0.222]
+    args.grid = args.grid or [32, 32]
+    args.repeats = 5 if args.repeats is None else args.repeats
+    args.warmup = 1 if args.warmup is None else args.warmup
+    args.decode_tokens = args.decode_tokens or 4
+    if args.throughput:
+        raise SystemExit("vtprune bench: error: --throughput: only with --suite (cpu, full, tiny)")
     if args.engine == "vllm":
         return _bench_vllm(args)
     if args.llm:
@@ -187,23 +199,33 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--arch", choices=ARCHITECTURES, help="build this architecture with random weights")
     p.add_argument("--layers", type=at_least(1), help="truncate the language model to this many layers (--arch)")
     p.add_argument("--method", nargs="+", help="methods to measure (default: all)")
-    p.add_argument("--keep", nargs="+", type=budget, default=[0.222], help=f"budgets: {KEEP_HELP}; default 0.222")
+    p.add_argument("--keep", nargs="+", type=budget, help=f"budgets: {KEEP_HELP}; default 0.222")
+    p.add_argument("--suite", choices=SUITE_PRESETS,
+                   help="every method (or --method) at 64/128/192 of 576 tokens on llava-1.5-7b and 0.111/0.222/0.333 "
+                   "on qwen2.5-vl-7b, random weights, one interleaved run per shape, plus batch throughput: cpu "
+                   "(language models truncated to 4 layers, ~20 min on 2 cores), full (full depth, a GPU), tiny "
+                   "(the tiny test architectures); writes suite.md, suite.json, suite.png")
+    p.add_argument("--throughput", type=at_least(0), nargs="+", metavar="BATCH",
+                   help="--suite: batch sizes of the throughput section (default 8 32; 0: none)")
     p.add_argument("--engine", choices=["hf", "vllm"], default="hf",
                    help="hf: transformers, every method; vllm: served by vLLM (pre-LLM methods; default methods "
                    "divprune, visionzip, uniform)")
     p.add_argument("--llm", metavar="WIDTHxLAYERS",
                    help="--engine vllm: the bundled model with a random-weight language model of this shape (768x6)")
     p.add_argument("--batch", type=at_least(1), help="prompts per batch (default 1; with --engine vllm, 16 requests)")
-    p.add_argument("--prompt-tokens", type=at_least(2), default=64, help="text tokens per synthetic prompt (--arch)")
-    p.add_argument("--grid", type=at_least(1), nargs=2, default=[32, 32], metavar=("ROWS", "COLS"),
+    p.add_argument("--prompt-tokens", type=at_least(2), default=64,
+                   help="text tokens per synthetic prompt (--arch, --suite)")
+    p.add_argument("--grid", type=at_least(1), nargs=2, metavar=("ROWS", "COLS"),
                    help="Qwen image token grid for synthetic prompts (default 32 32)")
-    p.add_argument("--repeats", type=at_least(1), default=5, help="timed repetitions (default 5)")
-    p.add_argument("--warmup", type=at_least(0), default=1, help="untimed repetitions first (default 1)")
-    p.add_argument("--decode-tokens", type=at_least(1), default=4,
-                   help="tokens generated per repetition; 1 times the first token only (default 4)")
+    p.add_argument("--repeats", type=at_least(1), help="timed repetitions (default 5; --suite: its preset's)")
+    p.add_argument("--warmup", type=at_least(0), help="untimed repetitions first (default 1; --suite: its preset's)")
+    p.add_argument("--decode-tokens", type=at_least(1),
+                   help="tokens generated per repetition; 1 times the first token only (default 4; --suite: its "
+                   "preset's)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--device", help="default: cuda if available, else cpu")
-    p.add_argument("-o", "--out", default="vtprune-bench", help="folder for bench.json and bench.png")
+    p.add_argument("-o", "--out", default="vtprune-bench",
+                   help="folder for bench.json and bench.png (--suite: suite.md, suite.json, suite.png)")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("show", help="PNG of the visual tokens methods keep for one image and prompt")

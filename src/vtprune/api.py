@@ -150,8 +150,12 @@ def validate(model: Any, method: str | PruneConfig, **config: Any) -> PruneConfi
 
 def active_handle(model: nn.Module) -> PruneHandle | None:
     """The handle pruning ``model``, if any."""
-    core = model.model if hasattr(model, "model") and hasattr(model.model, "language_model") else model
-    return getattr(core, _ATTRIBUTE, None)
+    inner = getattr(model, "model", None)
+    for core in (inner, model):  # the handle sits on the multimodal core, the model's own or itself
+        handle = getattr(core, _ATTRIBUTE, None) if isinstance(core, nn.Module) else None
+        if handle is not None:
+            return handle
+    return None
 
 
 @contextlib.contextmanager

@@ -162,6 +162,10 @@ def _patches_per_image(model, batch) -> list[int]:
     if "image_grid_thw" in batch:
         return [int(t * h * w) for t, h, w in batch["image_grid_thw"].tolist()]
     vision = model.config.vision_config
+    if "pixel_attention_mask" in batch:  # prompts' lists of sub-images, padded with all-zero ones (Idefics3)
+        pixels = batch["pixel_values"].flatten(0, 1)
+        real = int((pixels != 0).flatten(1).any(1).sum())
+        return [(pixels.shape[-2] // vision.patch_size) * (pixels.shape[-1] // vision.patch_size)] * real
     return [(vision.image_size // vision.patch_size) ** 2] * int(batch["pixel_values"].shape[0])
 
 

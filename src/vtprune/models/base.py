@@ -26,6 +26,13 @@ from ..signal_names import FAMILY_SIGNALS, parse_signal
 from .listing import FamilyNames
 
 
+def core_of(model: nn.Module, language_model_name: str = "language_model") -> nn.Module:
+    """The multimodal core of ``model``: its ``model`` (a ...ForConditionalGeneration)
+    when that holds the language model, else ``model`` itself (a bare core)."""
+    inner = getattr(model, "model", None)
+    return inner if isinstance(inner, nn.Module) and hasattr(inner, language_model_name) else model
+
+
 class ModelAdapter:
     """Base class of the per-family adapters."""
 
@@ -43,10 +50,12 @@ class ModelAdapter:
             cls.family, cls.model_classes = cls.names.name, cls.names.model_classes
             cls.model_types, cls.signals = cls.names.model_types, cls.names.signals
 
+    language_model_name: ClassVar[str] = "language_model"  # the core's attribute holding its language model
+
     def __init__(self, model: nn.Module) -> None:
         self.model = model
-        self.core: nn.Module = model.model if hasattr(model, "model") and hasattr(model.model, "language_model") else model
-        self.language_model: nn.Module = self.core.language_model
+        self.core: nn.Module = core_of(model, self.language_model_name)
+        self.language_model: nn.Module = getattr(self.core, self.language_model_name)
         self.config = self.core.config
 
     # -- identification --------------------------------------------------------------

@@ -29,8 +29,8 @@ class TestModel:
 
     ``build(seed=0, dtype=float32, *, layers=..., attn="sdpa")`` makes the model;
     ``images`` are prompt images of different shapes where the family allows it;
-    ``anyres``: its images are a base grid plus a high-resolution grid with newline
-    tokens; ``architecture`` names it among the bench's architectures."""
+    ``anyres``: its images are made of several grids that share the image's budget
+    (LLaVA-NeXT's base and high-resolution grids, Idefics3's sub-images); ``architecture`` names it among the bench's architectures."""
 
     __test__ = False  # a record, not a pytest test class
 

@@ -52,10 +52,42 @@ def logits(model, batch) -> torch.Tensor:
         return model(**batch).logits
 
 
+def language_model(model):
+    """The decoder stack the multimodal core calls (``text_model`` in Idefics3 / SmolVLM)."""
+    core = model.model
+    return core.language_model if hasattr(core, "language_model") else core.text_model
+
+
+def _sub_image_features(model, batch) -> list[torch.Tensor]:
+    """Idefics3 / SmolVLM: the model's features of each sub-image, gathered per image.
+    An image ends with its global image, whose placeholders follow the tiny models'
+    <global-img> marker."""
+    from vtprune.models.idefics3.tiny import GLOBAL_IMG
+
+    with torch.no_grad():
+        units = model.model.get_image_features(batch["pixel_values"], batch["pixel_attention_mask"], return_dict=True)
+    units = list(units.pooler_output)
+    per_unit = units[0].shape[0] if units else 0
+    images, current, unit = [], [], 0
+    for row in batch["input_ids"]:
+        positions = torch.nonzero(row == model.config.image_token_id).flatten()
+        for start in positions[::per_unit].tolist():
+            current.append(units[unit])
+            unit += 1
+            if int(row[start - 1]) == GLOBAL_IMG:
+                images.append(torch.cat(current))
+                current = []
+    assert unit == len(units) and not current
+    return images
+
+
 def image_features(model, batch) -> list[torch.Tensor]:
     """The model's own features of each image, as it writes them into the sequence
-    (LLaVA-NeXT / OneVision: newline tokens included)."""
+    (LLaVA-NeXT / OneVision: newline tokens included; Idefics3 / SmolVLM: its
+    sub-images and global image, in order)."""
     core = model.model
+    if "pixel_attention_mask" in batch:
+        return _sub_image_features(model, batch)
     with torch.no_grad():
         if "image_grid_thw" in batch:
             out = core.get_image_features(batch["pixel_values"], batch["image_grid_thw"], return_dict=True)
@@ -87,7 +119,7 @@ def _images_of(model, batch, sample: int) -> tuple[int, int]:
     the batch in order."""
     if "image_grid_thw" in batch:
         per_prompt = [int((row == model.config.vision_start_token_id).sum()) for row in batch["input_ids"]]
-    elif "image_sizes" in batch:
+    elif "image_sizes" in batch or "pixel_attention_mask" in batch:
         features = image_features(model, batch)
         per_prompt, image = [], 0
         for row in batch["input_ids"]:
@@ -118,6 +150,21 @@ def image_slots(model, batch, sample: int) -> list[torch.Tensor]:
         slots.append(mine)
         start += feature.shape[0]
     return slots
+
+
+def unit_slots(model, slot: torch.Tensor) -> list[torch.Tensor]:
+    """The positions of an image's prunable tokens (``image_slots``) cut into the units
+    it is pruned as: LLaVA-NeXT / OneVision's base grid and high-resolution grid,
+    Idefics3 / SmolVLM's sub-images and global image; the image itself otherwise."""
+    config = model.config
+    vision = config.vision_config
+    if hasattr(config, "scale_factor"):
+        per_unit = (vision.image_size // vision.patch_size // config.scale_factor) ** 2
+        return list(slot.split(per_unit))
+    if getattr(model.model, "image_newline", None) is not None:
+        base = (vision.image_size // vision.patch_size) ** 2
+        return [slot[:base], slot[base:]] if len(slot) > base else [slot]
+    return [slot]
 
 
 def image_token_counts(model, batch, sample: int) -> list[int]:

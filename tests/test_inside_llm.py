@@ -18,9 +18,11 @@ from helpers import (
     image_slots,
     image_token_counts,
     kept_sequence_index,
+    language_model,
     logits,
     side_inputs,
     suppress,
+    unit_slots,
 )
 
 
@@ -84,18 +86,17 @@ def test_attention_rows_match_eager(family, model, k):
         assert rows.shape[0] == last.shape[0]
     # Compare image by image through the batch: the groups cover every image once.
     images = []  # (sample, columns, instruction rows) per pruning unit
-    vision = model.config.vision_config
-    side = vision.image_size // vision.patch_size if family.anyres else 0
     for sample in range(len(prompts_of(family))):
         ids = batch["input_ids"][sample]
         placeholder = ids == model.config.image_token_id
         for cols in image_slots(model, batch, sample):
-            # The instruction: the real text after the image's placeholders.
-            end = int(cols.min()) + int(torch.cumprod(placeholder[int(cols.min()):].long(), 0).sum())
-            text = torch.nonzero(mask[sample].bool() & ~placeholder & (torch.arange(length) >= end)).flatten()
-            # LLaVA-NeXT / OneVision prune the base grid and the high-resolution grid apart.
-            units = [cols[: side * side], cols[side * side :]] if family.anyres and len(cols) > side * side else [cols]
-            images += [(sample, unit, text) for unit in units]
+            # Images of several grids (LLaVA-NeXT / OneVision, Idefics3) are pruned grid by
+            # grid; a grid's instruction is the real text after its placeholders (Idefics3's
+            # markers of the sub-images after it included: they are text).
+            for unit in unit_slots(model, cols):
+                end = int(unit.max()) + 1
+                text = torch.nonzero(mask[sample].bool() & ~placeholder & (torch.arange(length) >= end)).flatten()
+                images.append((sample, unit, text))
     expected_last = [attentions[s, length - 1, cols] for s, cols, _ in images]
     expected_rows = [attentions[s][q][:, cols] for s, cols, q in images]
     got_last = [row for seen in probes.SEEN for row in seen[f"attn_last@llm:{k}"]]
@@ -118,7 +119,7 @@ def test_attention_rows_match_eager(family, model, k):
 def _layer_pass(model, layers, hidden, positions, extra=None):
     """``layers`` on ``hidden``; ``extra``: the language model's DeepStack inputs
     (Qwen3-VL), added to the visual tokens after the first layers as its loop does."""
-    lm = model.model.language_model
+    lm = language_model(model)
     position_embeddings = lm.rotary_emb(hidden, positions)
     deepstack = (extra or {}).get("deepstack_visual_embeds", ())
     for i, layer in enumerate(layers):
@@ -140,12 +141,12 @@ def test_inside_prefill_equals_reference(family, before):
     first, last = handle.keep_by_stage["pre_llm"][0], handle.last_keep[0]
     entry = kept_sequence_index(model, batch, {0: first}, 0)  # what enters the LLM
     inside = kept_sequence_index(model, batch, {0: last}, 0)  # what layers 3 and 4 see
-    layers = model.model.language_model.layers
+    layers = language_model(model).layers
     with torch.no_grad():
         hidden = _layer_pass(model, layers[:2], embeds[:, entry], positions[..., entry], side_inputs(model, batch, 0, entry))
         where = torch.searchsorted(entry, inside)  # the survivors among the entered tokens
         hidden = _layer_pass(model, layers[2:], hidden[:, where], positions[..., inside])
-        expected = model.lm_head(model.model.language_model.norm(hidden))
+        expected = model.lm_head(language_model(model).norm(hidden))
     torch.testing.assert_close(pruned, expected, atol=1e-10, rtol=1e-10)
     budget = [vtprune.resolve_budget(0.3, n) for n in image_token_counts(model, batch, 0)]
     assert [len(k) for k in last] == budget
@@ -175,12 +176,12 @@ def test_inside_tokens_in_a_stage_s_order_equal_reference(family):
             start, (rows, cols) = layout.offsets[unit], layout.grids[unit]
             mine = slot[kept[(kept >= start) & (kept < start + rows * cols)]]
             content[torch.searchsorted(inside, mine)] = mine.flip(0)
-    layers = model.model.language_model.layers
+    layers = language_model(model).layers
     everything = torch.arange(embeds.shape[1])
     with torch.no_grad():
         hidden = _layer_pass(model, layers[:2], embeds, positions, side_inputs(model, batch, 0, everything))
         hidden = _layer_pass(model, layers[2:], hidden[:, content], positions[..., inside])
-        expected = model.lm_head(model.model.language_model.norm(hidden))
+        expected = model.lm_head(language_model(model).norm(hidden))
     torch.testing.assert_close(pruned, expected, atol=1e-10, rtol=1e-10)
     assert all(k.tolist() == sorted(k.tolist()) for k in last[0])
 
@@ -263,8 +264,8 @@ def test_bad_stage_layers(model, layers, words):
         vtprune.prune(model, probes.ProbeConfig(layers=layers))
     for word in words:
         assert word in str(info.value)
-    assert not model.model.language_model._forward_pre_hooks
-    assert not any(layer._forward_pre_hooks or layer._forward_hooks for layer in model.model.language_model.layers)
+    assert not language_model(model)._forward_pre_hooks
+    assert not any(layer._forward_pre_hooks or layer._forward_hooks for layer in language_model(model).layers)
 
 
 def test_an_extended_prompt_replays_and_a_new_prompt_selects(family, model):

@@ -23,6 +23,7 @@ from helpers import (
     greedy,
     image_token_counts,
     kept_sequence_index,
+    language_model,
     logits,
     side_inputs,
     suppress,
@@ -103,7 +104,7 @@ def test_pruned_prefill_equals_reference(family, model64, method):
         kept_embeds = embeds[sample, index][None]
         kept_positions = positions[..., sample : sample + 1, index]
         with torch.no_grad():
-            hidden = model.model.language_model(
+            hidden = language_model(model)(
                 inputs_embeds=kept_embeds, position_ids=kept_positions, **side_inputs(model, batch, sample, index)
             ).last_hidden_state
             expected = model.lm_head(hidden)[0]
@@ -149,7 +150,7 @@ def test_pruned_generation_equals_reference_decoding(family, model64):
     tokens = greedy(model, batch, tokens=6)[0]
 
     index = kept_sequence_index(model, batch, handle.last_keep, 0)
-    lm = model.model.language_model
+    lm = language_model(model)
     banned = torch.tensor(suppress(model))
     hidden_in, pos = embeds[0, index][None], positions[..., :1, index]
     next_position = int(positions.max()) + 1  # same id in every M-RoPE row after the prompt
@@ -272,7 +273,7 @@ def test_pruning_twice_leaves_one_method(family, model):
     second = vtprune.prune(model, "uniform", keep=0.25)
     assert not first.active and second.active
     assert vtprune.active_handle(model) is second
-    hooks = [model.model._forward_pre_hooks, model.model.language_model._forward_pre_hooks]
+    hooks = [model.model._forward_pre_hooks, language_model(model)._forward_pre_hooks]
     assert [len(h) for h in hooks] == [1, 1]
     batch = make_batch(model, prompts_of(family))
     logits(model, batch)
@@ -288,4 +289,4 @@ def test_attention_implementation_stays(family, model):
     vtprune.prune(model, "uniform", keep=0.25)
     logits(model, make_batch(model, prompts_of(family)))
     assert model.config._attn_implementation == "sdpa"
-    assert model.model.language_model.config._attn_implementation == "sdpa"
+    assert language_model(model).config._attn_implementation == "sdpa"

@@ -162,7 +162,9 @@ def _patches_per_image(model, batch) -> list[int]:
     if "image_grid_thw" in batch:
         return [int(t * h * w) for t, h, w in batch["image_grid_thw"].tolist()]
     vision = model.config.vision_config
-    return [(vision.image_size // vision.patch_size) ** 2] * int(batch["pixel_values"].shape[0])
+    # One tile per pixel_values row; sizes are ints or (height, width) pairs (InternVL).
+    size, patch = (v if isinstance(v, (list, tuple)) else (v, v) for v in (vision.image_size, vision.patch_size))
+    return [(size[0] // patch[0]) * (size[1] // patch[1])] * int(batch["pixel_values"].shape[0])
 
 
 def run_bench(

@@ -5,9 +5,9 @@ from ..family import Architecture, FakeInputs, Family, PictureGeometry, TestMode
 from . import cost, geometry, tiny
 from .adapter import InternVLAdapter
 
-# On the tiny models' 32 px tiles: a wide image (2 tiles + thumbnail), one smaller than a
+# On the tiny models' 48 px tiles: a wide image (2 tiles + thumbnail), one smaller than a
 # tile (1 tile, no thumbnail) and a tall one (3 tiles + thumbnail).
-IMAGES = (Image(size=(32, 64)), Image(size=(24, 24)), Image(size=(90, 30)))
+IMAGES = (Image(size=(48, 96)), Image(size=(36, 36)), Image(size=(135, 45)))
 
 FAMILY = register(
     Family(

@@ -15,8 +15,8 @@ from .tiling import tile_count, tile_layout
 
 IMAGE_TOKEN_ID = 250  # IMG_CONTEXT
 IMAGE_START_ID, IMAGE_END_ID = 251, 252  # <img>, </img>: text tokens, never pruned
-TILE = 32  # pixels per tile side (448 in InternVL3)
-PATCH = 4  # 8 x 8 patches per tile, pixel-shuffled to 4 x 4 tokens
+TILE = 48  # pixels per tile side (448 in InternVL3)
+PATCH = 4  # 12 x 12 patches per tile, pixel-shuffled to 6 x 6 tokens
 MAX_TILES = 12  # the processor's max_patches (InternVL3's)
 
 
@@ -25,7 +25,7 @@ def tiny_internvl(
     feature_layer: int = -1, text: str = "qwen2",
 ) -> nn.Module:
     """An InternVLForConditionalGeneration: a 2-layer InternViT with a CLS token and q/k
-    norms on 32 px tiles (16 tokens each after pixel shuffle), reading the layer
+    norms on 48 px tiles (36 tokens each after pixel shuffle), reading the layer
     ``feature_layer`` (-1 as InternVL3 does), and a Qwen2 (or ``text="qwen3"``) decoder."""
     import transformers as tf
 

@@ -208,6 +208,32 @@ def test_batch_equals_singles_cached_equals_uncached_and_remove_restores(model, 
     assert torch.equal(greedy(model, batch, tokens=4), reference_tokens)
 
 
+def test_pre_llm_stages_select_in_each_frame_with_its_own_signals(model, monkeypatch):
+    """Before the LLM a stage sees one frame (temporal patch) per row: its grid, its
+    tokens' indices in the frame, the vision tower's attention within that frame (one
+    attention segment per frame: each frame's per-token saliency sums to 1 / 4, the
+    mean over its 2x2 merged patches of a distribution over the frame), and as its
+    instruction the text after the whole video."""
+    import vtprune.runtime.stage_runner as runner
+
+    seen = []
+    original = runner.select_sorted
+
+    def recording(stage, signals, budget, config, num_images, num_tokens):
+        seen.append((signals.grid, signals.token_index, signals["vision_saliency"], signals["text_mask"]))
+        return original(stage, signals, budget, config, num_images, num_tokens)
+
+    monkeypatch.setattr(runner, "select_sorted", recording)
+    batch = make_batch(model, PROMPTS[:1])  # 4 text, a video of 3 frames of 2 x 3, 5 text
+    vtprune.prune(model, "sppruner", keep=0.5)
+    logits(model, batch)
+    ((grid, token_index, saliency, text_mask),) = seen
+    assert grid == (2, 3)
+    assert torch.equal(token_index, torch.arange(6).expand(3, 6))
+    torch.testing.assert_close(saliency.sum(1), torch.full((3,), 0.25, dtype=saliency.dtype), atol=1e-6, rtol=0)
+    assert text_mask.sum(1).tolist() == [6, 6, 6]  # the vision end marker and 5 text tokens
+
+
 # budgets -------------------------------------------------------------------------------------------
 
 

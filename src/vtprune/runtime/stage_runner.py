@@ -84,7 +84,9 @@ def run_stages(
         images = [image for image in images if image not in framed]
         if not images:
             continue
-        positions, _, kept, merged_into = _select_group(stages, budgets, config, source, level, grid, images, outcome)
+        positions, _, kept, merged_into = _select_group(
+            stages, budgets, config, source, level, grid, images, outcome, layout.image_positions(images)
+        )
         keep.view(-1)[positions.reshape(-1)] = True
         for image in images:
             counts[image] = positions.shape[1]
@@ -127,8 +129,8 @@ def _select_frames(
         last = layout.flat_positions[starts + torch.tensor([layout.counts[u] - 1 for u in images], device=device)]
         full = max(layout.grids[u][0] * layout.grids[u][1] for u in images)
         kept_positions, token_index, kept, merged_into = _select_group(
-            stages, budgets, config, source, level, frame_grid, images, outcome,
-            positions=positions, frame_offsets=offsets, last_position=last, full_size=full,
+            stages, budgets, config, source, level, frame_grid, images, outcome, positions,
+            frame_offsets=offsets, last_position=last, full_size=full,
         )
         keep = outcome.keep
         keep.view(-1)[kept_positions.reshape(-1)] = True
@@ -155,20 +157,17 @@ def _select_group(
     grid: tuple[int, int],
     images: list[int],
     outcome: StageOutcome,
-    positions: torch.Tensor | None = None,
+    positions: torch.Tensor,
     frame_offsets: torch.Tensor | None = None,
     last_position: torch.Tensor | None = None,
     full_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """One group of images (or of frames: ``positions`` of each frame's tokens,
-    ``frame_offsets`` where each frame starts in its unit's grid) through the stages:
-    the flat positions it keeps, their indices in their units' grids (in that order and
-    sorted), and where merged tokens went (``None``: no merge)."""
-    layout = level.layout
-    if positions is None:
-        positions = layout.image_positions(images)
+    """One group of images at flat ``positions`` (or of frames, ``frame_offsets`` where
+    each starts in its unit's grid) through the stages: the flat positions it keeps,
+    their indices in their units' grids (in that order and sorted), and where merged
+    tokens went (``None``: no merge)."""
     token_index = level.token.reshape(-1)[positions]
-    ordinal = layout.ordinal_of_image[list(images)]
+    ordinal = level.layout.ordinal_of_image[list(images)]
     merged_into = None
     for stage, budget in zip(stages, budgets):
         if budget == 0:  # a unit whose image's budget went to its other units

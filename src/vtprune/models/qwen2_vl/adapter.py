@@ -31,7 +31,8 @@ from ...runtime.layout import ImageLayout
 from ...runtime.vision import VisionCall
 from ...runtime.forward_inputs import Forward
 from ..base import ModelAdapter
-from .media import forward_media, llm_grids, units_in_prompt_order
+from ..media_order import units_in_prompt_order
+from .media import forward_media, llm_grids
 from .names import QWEN2_VL
 
 
@@ -120,7 +121,7 @@ class Qwen2VLAdapter(ModelAdapter):
             return None
         ids = {"image": self.image_token_id, "video": int(self.config.video_token_id)}
         masks = {kind: self._placeholders(forward, ids[kind]) for kind in media}
-        units = units_in_prompt_order(masks, media)
+        units = units_in_prompt_order(masks, {kind: m.counts for kind, m in media.items()})
         forward.extras["qwen_units"] = units
         grids = [media[kind].grids[item] for kind, item in units]
         token_mask = masks["image"] if "image" in masks else masks["video"]

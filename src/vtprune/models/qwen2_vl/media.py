@@ -16,8 +16,7 @@ import torch
 
 from ...runtime.forward_inputs import Forward
 from ...runtime.vision import VisionCall
-
-KINDS = ("image", "video")
+from ..media_order import KINDS
 
 
 @dataclass(frozen=True)
@@ -87,24 +86,3 @@ def forward_media(forward: Forward, merge: int) -> dict[str, Media]:
             media[kind] = Media(kind, tuple(grids), call)
     forward.extras["qwen_media"] = media
     return media
-
-
-def units_in_prompt_order(
-    masks: dict[str, torch.Tensor], media: dict[str, Media]
-) -> list[tuple[str, int]]:
-    """(kind, item) of every unit, in order of appearance through the batch: each kind's
-    items are in order among its own placeholders; where both kinds are present, the
-    flat position of each item's first placeholder orders them (one host transfer)."""
-    kinds = [kind for kind in KINDS if kind in media]
-    if len(kinds) == 1:
-        return [(kinds[0], i) for i in range(len(media[kinds[0]].grids))]
-    firsts, units = [], []
-    for kind in kinds:
-        flat = masks[kind].reshape(-1)
-        positions = torch.argsort((~flat).to(torch.uint8), stable=True)
-        counts = torch.tensor(media[kind].counts, device=flat.device)
-        starts = torch.cumsum(counts, 0) - counts
-        firsts.append(positions[starts])
-        units += [(kind, i) for i in range(len(counts))]
-    order = torch.argsort(torch.cat(firsts)).tolist()
-    return [units[i] for i in order]

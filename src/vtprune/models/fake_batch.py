@@ -78,7 +78,7 @@ def make_batch(
         gen = torch.Generator().manual_seed(seed)
         ids: list[int] = []
         kinds: list[int] = []
-        images_here = sum(1 for part in prompt if not isinstance(part, int))
+        images_here = sum(1 for part in prompt if isinstance(part, Image))  # videos apart
         per_prompt.append(images_here)
         for part in prompt:
             if isinstance(part, int):

@@ -28,12 +28,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ...runtime.layout import ImageLayout, row_end_keys
+from ...runtime.layout import ImageLayout
 from ...runtime.vision import VisionCall
 from .. import clip_tower_signals
 from ...runtime.forward_inputs import Forward
 from ..base import ModelAdapter
 from .names import NEXT, ONEVISION
+from .units import Item, assemble_layout
 
 
 class LlavaNextAdapter(ModelAdapter):
@@ -144,47 +145,37 @@ class LlavaNextAdapter(ModelAdapter):
         return sizes, self._tiled(sizes, per_prompt)
 
     def layout(self, forward: Forward) -> ImageLayout | None:
-        if not forward.has_image_features:
+        items = {"image": self._image_items(forward) if forward.has_image_features else []}
+        if forward.prune_videos and forward.has_video_features:
+            items["video"] = self._video_items(forward)
+        if not any(items.values()):
             return None
+        return assemble_layout(self, forward, items)
+
+    def _image_items(self, forward: Forward) -> list[Item]:
+        """Each image's units (base grid, then any high-resolution grid) and, along its
+        placeholders, each token's unit, the row a newline closes (-1: none; an untiled
+        image's closing newline, never pruned) and which tokens are newlines."""
         sizes, tiled = self._image_info(forward)
-        if not sizes:
-            return None
-        placeholders = self.image_token_mask(forward)
         per_tile = self.side * self.side
-        counts, grids, parents, offsets = [], [], [], []
-        # Along the image placeholders: each token's unit, the row a newline token closes
-        # (-1: none; an untiled image's closing newline, never pruned), which are newlines.
-        unit_of, row_of, newline_of = [], [], []
-        for image, (size, tile) in enumerate(zip(sizes, tiled)):
+        items = []
+        for size, tile in zip(sizes, tiled):
             _, rows, cols = self.image_grids(tuple(size), tile)
-            base_unit = len(counts)
-            counts.append(per_tile), grids.append((self.side, self.side)), parents.append(image), offsets.append(0)
-            unit_of += [base_unit] * per_tile
-            row_of += [-1] * per_tile
-            newline_of += [False] * per_tile
+            item = Item([(per_tile, (self.side, self.side), 0, 1)], [0] * per_tile, [-1] * per_tile, [False] * per_tile)
             if rows:
-                unit = len(counts)
-                counts.append(rows * cols), grids.append((rows, cols)), parents.append(image), offsets.append(per_tile)
-                unit_of += [unit] * (rows * (cols + 1))
+                item.units.append((rows * cols, (rows, cols), per_tile, 1))
+                item.unit_of += [1] * (rows * (cols + 1))
                 for row in range(rows):
-                    row_of += [-1] * cols + [row]
-                    newline_of += [False] * cols + [True]
+                    item.row_of += [-1] * cols + [row]
+                    item.newline_of += [False] * cols + [True]
             else:
-                unit_of.append(base_unit), row_of.append(-1), newline_of.append(True)
-        device = placeholders.device
-        unit = torch.tensor(unit_of, device=device)
-        row = torch.tensor(row_of, device=device)
-        newline = torch.tensor(newline_of, device=device)
-        flat = placeholders.reshape(-1)
-        where = torch.argsort((~flat).to(torch.uint8), stable=True)[: len(unit)]
-        token_mask = torch.zeros_like(flat)
-        token_mask[where] = ~newline
-        row_ends = torch.full(flat.shape, -1, dtype=torch.long, device=flat.device)
-        row_ends[where] = torch.where(newline, row_end_keys(unit, row), -1)
-        shape = placeholders.shape
-        return ImageLayout(
-            token_mask.view(shape), tuple(counts), tuple(grids), tuple(parents), tuple(offsets), row_ends.view(shape)
-        )
+                item.unit_of.append(0), item.row_of.append(-1), item.newline_of.append(True)
+            items.append(item)
+        return items
+
+    def _video_items(self, forward: Forward) -> list[Item]:
+        """LLaVA-NeXT takes no videos."""
+        return []
 
     # -- vision signals -------------------------------------------------------------------
     def install_vision_capture(self, record: Callable[[str, Any], None]) -> list[Any]:

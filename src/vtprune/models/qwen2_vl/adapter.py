@@ -120,7 +120,7 @@ class Qwen2VLAdapter(ModelAdapter):
         if not media:
             return None
         ids = {"image": self.image_token_id, "video": int(self.config.video_token_id)}
-        masks = {kind: self._placeholders(forward, ids[kind]) for kind in media}
+        masks = {kind: self.placeholder_mask(forward, ids[kind]) for kind in media}
         units = units_in_prompt_order(masks, {kind: m.counts for kind, m in media.items()})
         forward.extras["qwen_units"] = units
         grids = [media[kind].grids[item] for kind, item in units]
@@ -133,15 +133,6 @@ class Qwen2VLAdapter(ModelAdapter):
             tuple((t * r, c) for t, r, c in grids),
             frames=tuple(t if kind == "video" else 1 for (kind, _), (t, _, _) in zip(units, grids)),
         )
-
-    def _placeholders(self, forward: Forward, token_id: int) -> torch.Tensor:
-        """(B, L) True at the placeholders of ``token_id`` (image or video)."""
-        input_ids = forward.core_inputs.get("input_ids")
-        if input_ids is not None:
-            return input_ids == token_id
-        embeds = forward.core_inputs["inputs_embeds"]
-        token = self.core.get_input_embeddings()(torch.tensor(token_id, device=embeds.device))
-        return (embeds == token).all(-1)
 
     def rope_tables(self, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """transformers releases before the M-RoPE tables were merged in the rotary

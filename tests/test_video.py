@@ -17,24 +17,33 @@ import torch
 
 import vtprune
 from vtprune.models.qwen2_vl.tiny import tiny_qwen2_vl
+from vtprune.models.llava_next.tiny import tiny_llava_onevision
 from vtprune.models.qwen3_vl.tiny import tiny_qwen3_vl
 from vtprune.testing import Image, Video, make_batch
 
 import probes
-from helpers import greedy, logits, refused_before_deepstack
+from helpers import greedy, image_features, image_slots, logits, refused_before_deepstack
 from test_methods_on_models import expected_counts, sparsevlm_counts
 
 BUILDERS = {
     "qwen2_vl": lambda **kw: tiny_qwen2_vl(version="2", **kw),
     "qwen2_5_vl": lambda **kw: tiny_qwen2_vl(version="2.5", **kw),
     "qwen3_vl": lambda **kw: tiny_qwen3_vl(deepstack=(0, 1), **kw),
+    "llava_onevision": lambda **kw: tiny_llava_onevision(**kw),
 }
 # A video alone; an image before a video of another size (and time spacing); a video
-# before an image, then text; text only.
-PROMPTS = [
+# before an image, then text; text only. OneVision's frames are pooled to a fixed
+# 3 x 3 grid, and the videos of a batch have as many frames.
+QWEN_PROMPTS = [
     [4, Video(3, 2, 3), 5],
     [2, Image(2, 2), 3, Video(2, 4, 2, seconds=0.5), 4],
     [3, Video(4, 3, 2, seconds=2.0), 2, Image(3, 3), 3],
+    [7],
+]
+ONEVISION_PROMPTS = [
+    [4, Video(3, 3, 3), 5],
+    [2, Image(size=(30, 60)), 3, Video(3, 3, 3), 4],
+    [3, Video(3, 3, 3), 2, Image(size=(20, 20)), Image(size=(48, 48)), 3],
     [7],
 ]
 
@@ -49,6 +58,11 @@ def model(name):
     return BUILDERS[name](layers=4, dtype=torch.float64)
 
 
+@pytest.fixture(scope="module")
+def prompts(name):
+    return ONEVISION_PROMPTS if name == "llava_onevision" else QWEN_PROMPTS
+
+
 @pytest.fixture(autouse=True)
 def _clean(model):
     yield
@@ -57,40 +71,50 @@ def _clean(model):
 
 
 @pytest.fixture(scope="module")
-def reference(model):
-    batch = make_batch(model, PROMPTS)
+def reference(model, prompts):
+    batch = make_batch(model, prompts)
     return batch, logits(model, batch), greedy(model, batch, tokens=4)
+
+
+def mrope(model) -> bool:
+    return "mm_token_type_ids" in make_batch(model, [[1]])
 
 
 # hand-built references ---------------------------------------------------------------------
 
 
-def _tokens(part) -> int:
-    return part.frames * part.rows * part.cols if isinstance(part, Video) else part.rows * part.cols
-
-
 def units_of(model, batch, prompts, sample):
-    """(kind, item in the batch's items of that kind, sequence positions of its tokens) of
-    every image and video of prompt ``sample``, in order of appearance."""
+    """(kind, item in the batch's items of that kind, sequence positions of its prunable
+    tokens) of every image and video of prompt ``sample``, in order of appearance: a
+    OneVision image's without its newlines (the model's own features tell them), a
+    OneVision video's without its closing newline."""
     ids, config = batch["input_ids"][sample], model.config
-    where = {
-        "image": torch.nonzero(ids == config.image_token_id).flatten(),
-        "video": torch.nonzero(ids == config.video_token_id).flatten(),
-    }
+    videos = torch.nonzero(ids == config.video_token_id).flatten()
+    if mrope(model):  # Qwen: each image's placeholders, in order
+        where, counts = torch.nonzero(ids == config.image_token_id).flatten(), [p.rows * p.cols for p in prompts[sample] if isinstance(p, Image)]
+        images = iter(where.split(counts)) if counts else iter(())
+    else:
+        images = iter(image_slots(model, batch, sample)) if "pixel_values" in batch else iter(())
     before = {
-        kind: sum(1 for p in prompts[:sample] for part in p if not isinstance(part, int) and (isinstance(part, Video) == (kind == "video")))
-        for kind in where
+        kind: sum(1 for p in prompts[:sample] for part in p if isinstance(part, Video if kind == "video" else Image))
+        for kind in ("image", "video")
     }
-    taken, units = {"image": 0, "video": 0}, []
+    units, taken = [], 0
     for part in prompts[sample]:
-        if isinstance(part, int):
-            continue
-        kind = "video" if isinstance(part, Video) else "image"
-        n = _tokens(part)
-        units.append((kind, before[kind], where[kind][taken[kind] : taken[kind] + n]))
-        taken[kind] += n
-        before[kind] += 1
+        if isinstance(part, Image):
+            units.append(("image", before["image"], next(images)))
+            before["image"] += 1
+        elif isinstance(part, Video):
+            n = part.frames * part.rows * part.cols
+            units.append(("video", before["video"], videos[taken : taken + n]))
+            taken += n + (not mrope(model))  # OneVision: the video's newline
+            before["video"] += 1
     return units
+
+
+def part_tokens(model, batch, prompts, sample) -> list[int]:
+    """Prunable tokens of each image and video of prompt ``sample``, in order."""
+    return [len(slots) for _, _, slots in units_of(model, batch, prompts, sample)]
 
 
 def encoded(model, batch):
@@ -98,34 +122,50 @@ def encoded(model, batch):
     core, out = model.model, {}
     with torch.no_grad():
         if "pixel_values" in batch:
-            out["image"] = core.get_image_features(batch["pixel_values"], batch["image_grid_thw"], return_dict=True)
+            features = image_features(model, batch)
+            out["image"] = core.get_image_features(batch["pixel_values"], batch["image_grid_thw"], return_dict=True) if mrope(model) else features
         if "pixel_values_videos" in batch:
-            out["video"] = core.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"], return_dict=True)
+            if mrope(model):
+                out["video"] = core.get_video_features(batch["pixel_values_videos"], batch["video_grid_thw"], return_dict=True)
+            else:
+                config = model.config
+                out["video"] = list(core.get_video_features(
+                    batch["pixel_values_videos"], vision_feature_layer=config.vision_feature_layer,
+                    vision_feature_select_strategy=config.vision_feature_select_strategy, return_dict=True,
+                ).pooler_output)
     return out
+
+
+def _features(found):
+    return list(found.pooler_output) if hasattr(found, "pooler_output") else found
 
 
 def full_embeddings(model, batch):
     embeds = model.model.get_input_embeddings()(batch["input_ids"]).clone()
-    config = model.config
+    config, feats = model.config, encoded(model, batch)
     for kind, token in (("image", config.image_token_id), ("video", config.video_token_id)):
-        if kind in (feats := encoded(model, batch)):
-            embeds[batch["input_ids"] == token] = torch.cat(feats[kind].pooler_output).to(embeds.dtype)
+        if kind in feats:
+            embeds[batch["input_ids"] == token] = torch.cat(_features(feats[kind])).to(embeds.dtype)
     return embeds
 
 
 def full_positions(model, batch):
-    """The model's own M-RoPE ids of the unpruned prompts (videos' temporal ids included)."""
+    """The model's own ids of the unpruned prompts: M-RoPE with the videos' temporal ids
+    (Qwen), or 1-D ids over the real tokens (OneVision)."""
+    mask = batch["attention_mask"]
+    if not mrope(model):
+        return (mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 0)
     extra = {"second_per_grid_ts": batch["second_per_grid_ts"]} if "second_per_grid_ts" in batch else {}
     positions, _ = model.model.get_rope_index(
         batch["input_ids"], mm_token_type_ids=batch["mm_token_type_ids"], image_grid_thw=batch.get("image_grid_thw"),
-        video_grid_thw=batch.get("video_grid_thw"), attention_mask=batch["attention_mask"], **extra,
+        video_grid_thw=batch.get("video_grid_thw"), attention_mask=mask, **extra,
     )
     return positions
 
 
 def kept_index(model, batch, prompts, last_keep, sample):
-    """Sequence positions of prompt ``sample`` that survive: its real text tokens and the
-    kept tokens of each image and video."""
+    """Sequence positions of prompt ``sample`` that survive: its real text tokens (and
+    newlines) and the kept tokens of each image and video."""
     keep = batch["attention_mask"][sample].bool().clone()
     for (_, _, slots), kept in zip(units_of(model, batch, prompts, sample), last_keep[sample]):
         dropped = torch.ones(len(slots), dtype=torch.bool)
@@ -170,49 +210,51 @@ def test_keep_all_is_the_unpatched_model(model, reference, method):
 
 
 @pytest.mark.parametrize("method", ["uniform", "divprune", "random"])
-def test_pruned_prefill_equals_language_model_on_kept_tokens(model, method):
-    """Kept embeddings at their original (t, h, w) ids (and DeepStack rows): the same
-    logits as the pruned forward; the videos' ids are the model's own."""
-    batch = make_batch(model, PROMPTS)
+def test_pruned_prefill_equals_language_model_on_kept_tokens(model, prompts, method):
+    """Kept embeddings at their original ids ((t, h, w) M-RoPE on Qwen, with the kept
+    tokens' DeepStack rows on Qwen3-VL): the same logits as the pruned forward."""
+    batch = make_batch(model, prompts)
     embeds, positions = full_embeddings(model, batch), full_positions(model, batch)
     handle = vtprune.prune(model, method, keep=0.4)
-    pruned = logits(model, batch)
+    pruned = logits(model, {**batch, "position_ids": positions})
     assert 0 < handle.stats.total_llm_input < handle.stats.total_before
     lm = model.model.language_model
-    for sample in range(len(PROMPTS)):
-        index = kept_index(model, batch, PROMPTS, handle.last_keep, sample)
-        extra = deepstack_inputs(model, batch, PROMPTS, sample, index)
+    for sample in range(len(prompts)):
+        index = kept_index(model, batch, prompts, handle.last_keep, sample)
+        extra = deepstack_inputs(model, batch, prompts, sample, index)
         with torch.no_grad():
             hidden = lm(
-                inputs_embeds=embeds[sample, index][None], position_ids=positions[:, sample : sample + 1, index], **extra
+                inputs_embeds=embeds[sample, index][None], position_ids=positions[..., sample : sample + 1, index], **extra
             ).last_hidden_state
         torch.testing.assert_close(pruned[sample, -len(index) :], model.lm_head(hidden)[0], atol=1e-10, rtol=1e-10)
-    # A video's temporal ids: one per frame, increasing (the model's own, kept as they are).
-    (_, _, slots), = units_of(model, batch, PROMPTS, 0)
-    frames = positions[0, 0, slots].view(3, 6)
-    assert torch.equal(frames, frames[:, :1].expand(3, 6)) and bool((frames[1:, 0] > frames[:-1, 0]).all())
+    if mrope(model):  # a video's temporal ids: one per frame, increasing (the model's own)
+        ((_, _, slots),) = units_of(model, batch, prompts, 0)
+        frames = positions[0, 0, slots].view(3, 6)
+        assert torch.equal(frames, frames[:, :1].expand(3, 6)) and bool((frames[1:, 0] > frames[:-1, 0]).all())
 
 
-def test_batch_equals_singles_cached_equals_uncached_and_remove_restores(model, reference):
+def test_batch_equals_singles_cached_equals_uncached_and_remove_restores(model, prompts, reference):
     batch, reference_logits, reference_tokens = reference
     handle = vtprune.prune(model, "uniform", keep=0.3)
     tokens = greedy(model, batch, tokens=4)
-    pruned = logits(model, batch)
+    # Position ids as generate gives them (OneVision's own forward counts padding too).
+    pruned = logits(model, {**batch, "position_ids": full_positions(model, batch)})
     assert torch.equal(greedy(model, batch, tokens=4, use_cache=False), tokens)
-    for i, prompt in enumerate(PROMPTS):
+    for i, prompt in enumerate(prompts):
         single = make_batch(model, [prompt], seeds=[i])
-        torch.testing.assert_close(logits(model, single)[0, -1], pruned[i, -1], atol=1e-10, rtol=0)
+        last = logits(model, {**single, "position_ids": full_positions(model, single)})[0, -1]
+        torch.testing.assert_close(last, pruned[i, -1], atol=1e-10, rtol=0)
         assert torch.equal(greedy(model, single, tokens=4)[0], tokens[i])
     handle.remove()
     assert torch.equal(logits(model, batch), reference_logits)
     assert torch.equal(greedy(model, batch, tokens=4), reference_tokens)
 
 
-def test_pre_llm_stages_select_in_each_frame_with_its_own_signals(model, monkeypatch):
+def test_pre_llm_stages_select_in_each_frame_with_its_own_signals(model, prompts, monkeypatch):
     """Before the LLM a stage sees one frame (temporal patch) per row: its grid, its
-    tokens' indices in the frame, the vision tower's attention within that frame (one
-    attention segment per frame: each frame's per-token saliency sums to 1 / 4, the
-    mean over its 2x2 merged patches of a distribution over the frame), and as its
+    tokens' indices in the frame, the vision tower's signals of that frame (Qwen: the
+    attention within its own segment, so each frame's per-token saliency sums to 1 / 4,
+    the mean over its 2x2 merged patches of a distribution over the frame), and as its
     instruction the text after the whole video."""
     import vtprune.runtime.stage_runner as runner
 
@@ -224,90 +266,99 @@ def test_pre_llm_stages_select_in_each_frame_with_its_own_signals(model, monkeyp
         return original(stage, signals, budget, config, num_images, num_tokens)
 
     monkeypatch.setattr(runner, "select_sorted", recording)
-    batch = make_batch(model, PROMPTS[:1])  # 4 text, a video of 3 frames of 2 x 3, 5 text
-    vtprune.prune(model, "sppruner", keep=0.5)
+    batch = make_batch(model, prompts[:1])  # 4 text, a video of 3 frames, 5 text
+    vtprune.prune(model, "sppruner", keep=6)  # 2 tokens in each frame: one group of frames
     logits(model, batch)
     ((grid, token_index, saliency, text_mask),) = seen
-    assert grid == (2, 3)
-    assert torch.equal(token_index, torch.arange(6).expand(3, 6))
-    torch.testing.assert_close(saliency.sum(1), torch.full((3,), 0.25, dtype=saliency.dtype), atol=1e-6, rtol=0)
-    assert text_mask.sum(1).tolist() == [6, 6, 6]  # the vision end marker and 5 text tokens
+    video = prompts[0][1]
+    assert grid == (video.rows, video.cols)
+    assert torch.equal(token_index, torch.arange(video.rows * video.cols).expand(3, -1))
+    assert saliency.shape == token_index.shape and bool((saliency[1:] != saliency[:1]).any())
+    if mrope(model):
+        torch.testing.assert_close(saliency.sum(1), torch.full((3,), 0.25, dtype=saliency.dtype), atol=1e-6, rtol=0)
+    # The 5 text tokens after the video (and Qwen's vision end marker), for every frame.
+    assert text_mask.sum(1).tolist() == [5 + mrope(model)] * 3
 
 
 # budgets -------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("keep", [5, 0.25])
-def test_kept_counts_are_the_per_video_and_per_image_budgets(model, keep):
+def test_kept_counts_are_the_per_video_and_per_image_budgets(model, prompts, keep):
     """``keep`` applies per image and per video; a video's frames share its budget in
     proportion to their tokens (equal frames: equal shares, the remainder first)."""
-    batch = make_batch(model, PROMPTS)
+    batch = make_batch(model, prompts)
     handle = vtprune.prune(model, "uniform", keep=keep)
     logits(model, batch)
     config = handle.config
-    for sample, prompt in enumerate(PROMPTS):
+    for sample, prompt in enumerate(prompts):
         parts = [p for p in prompt if not isinstance(p, int)]
+        counts = part_tokens(model, batch, prompts, sample)
         kept = handle.last_keep[sample]
-        assert [len(k) for k in kept] == [config.budget(_tokens(p)) for p in parts]
-        assert handle.stats.llm_input[sample] == sum(config.budget(_tokens(p)) for p in parts)
-        for part, k in zip(parts, kept):
+        assert [len(k) for k in kept] == [config.budget(n) for n in counts]
+        assert handle.stats.llm_input[sample] == sum(config.budget(n) for n in counts)
+        for part, n, k in zip(parts, counts, kept):
             if isinstance(part, Video):
-                frame = part.rows * part.cols
-                per_frame = torch.bincount(k // frame, minlength=part.frames).tolist()
-                budget = config.budget(_tokens(part))
+                per_frame = torch.bincount(k // (part.rows * part.cols), minlength=part.frames).tolist()
+                budget = config.budget(n)
                 assert per_frame == [budget // part.frames + (f < budget % part.frames) for f in range(part.frames)]
 
 
-def test_videos_keep_leaves_videos_whole(model):
-    batch = make_batch(model, PROMPTS)
+def test_videos_keep_leaves_videos_whole(model, prompts):
+    batch = make_batch(model, prompts)
     handle = vtprune.prune(model, "uniform", keep=0.25, videos="keep")
     logits(model, batch)
-    images = [[p for p in prompt if isinstance(p, Image)] for prompt in PROMPTS]
-    assert [[len(k) for k in kept] for kept in handle.last_keep] == [[handle.config.budget(_tokens(p)) for p in ps] for ps in images]
+    images = [
+        [n for part, n in zip([p for p in prompt if not isinstance(p, int)], part_tokens(model, batch, prompts, i)) if isinstance(part, Image)]
+        for i, prompt in enumerate(prompts)
+    ]
+    assert [[len(k) for k in kept] for kept in handle.last_keep] == [[handle.config.budget(n) for n in ns] for ns in images]
     # The videos reach the language model whole: each prompt loses only image tokens.
     seen = []
     hook = model.model.language_model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["attention_mask"]), with_kwargs=True)
     logits(model, batch)
     hook.remove()
-    removed = [sum(_tokens(p) - handle.config.budget(_tokens(p)) for p in ps) for ps in images]
+    removed = [sum(n - handle.config.budget(n) for n in ns) for ns in images]
     assert (batch["attention_mask"].sum(1) - seen[0].sum(1)).tolist() == removed
-    assert handle.stats.total_before == sum(_tokens(p) for ps in images for p in ps)
+    assert handle.stats.total_before == sum(sum(ns) for ns in images)
 
 
-def test_in_llm_stages_see_the_whole_video(model):
+def test_in_llm_stages_see_the_whole_video(model, prompts):
     """An in-LLM stage selects over all of a video's tokens at once (one grid)."""
     if refused_before_deepstack(model, "probe"):
-        model_layers = model.config.text_config.num_hidden_layers
-        config = probes.ProbeConfig(keep=0.3, layers=(model_layers - 1,))
+        config = probes.ProbeConfig(keep=0.3, layers=(model.config.text_config.num_hidden_layers - 1,))
     else:
         config = probes.ProbeConfig(keep=0.3)
-    batch = make_batch(model, PROMPTS[:1])
+    batch = make_batch(model, prompts[:1])
+    (n,) = part_tokens(model, batch, prompts, 0)
     probes.SEEN.clear()
     handle = vtprune.prune(model, config)
     logits(model, batch)
     (seen,) = probes.SEEN
-    assert seen["token_index"].shape == (1, 18)  # 3 frames of 2 x 3
-    assert [len(k) for k in handle.last_keep[0]] == [config.budget(18)]
+    assert seen["token_index"].shape == (1, n)
+    assert [len(k) for k in handle.last_keep[0]] == [config.budget(n)]
 
 
-# the novelty allocation ---------------------------------------------------------------------------
-
-
-def test_novelty_allocation_end_to_end(model):
-    """A video whose second temporal patch repeats the first gets nothing there: the
-    budget goes to the first patch, then to the changed third one."""
-    batch = make_batch(model, [[3, Video(3, 2, 3), 2]])
-    patches = batch["pixel_values_videos"].view(3, -1, batch["pixel_values_videos"].shape[-1])
-    patches[1] = patches[0]
-    batch["pixel_values_videos"] = patches.reshape(-1, patches.shape[-1])
-    handle = vtprune.prune(model, "uniform", keep=9, frame_budget="novelty")
+def test_novelty_allocation_end_to_end(model, prompts):
+    """A video whose second frame repeats the first gets nothing there: the budget goes
+    to the first frame, then to the changed third one."""
+    video = prompts[0][1]
+    per_frame = video.rows * video.cols
+    batch = make_batch(model, prompts[:1])
+    pixels = batch["pixel_values_videos"]
+    frames = pixels.view(3, -1, pixels.shape[-1]) if mrope(model) else pixels[0]
+    frames[1] = frames[0]
+    budget = per_frame + per_frame // 2
+    handle = vtprune.prune(model, "uniform", keep=budget, frame_budget="novelty")
     logits(model, batch)
     (kept,) = handle.last_keep[0]
-    assert torch.bincount(kept // 6, minlength=3).tolist() == [6, 0, 3]
+    assert torch.bincount(kept // per_frame, minlength=3).tolist() == [per_frame, 0, per_frame // 2]
     handle.remove()
-    handle = vtprune.prune(model, "uniform", keep=9)  # by tokens: 3 each
+    handle = vtprune.prune(model, "uniform", keep=budget)  # by tokens
     logits(model, batch)
-    assert torch.bincount(handle.last_keep[0][0] // 6, minlength=3).tolist() == [3, 3, 3]
+    assert torch.bincount(handle.last_keep[0][0] // per_frame, minlength=3).tolist() == [
+        budget // 3 + (f < budget % 3) for f in range(3)
+    ]
 
 
 # every method -----------------------------------------------------------------------------------------
@@ -321,9 +372,9 @@ def model10(name):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_runs_on_images_and_videos(model10, method):
+def test_every_method_runs_on_images_and_videos(model10, prompts, method):
     model = model10
-    prompts = PROMPTS[:3]
+    prompts = prompts[:3]
     batch = make_batch(model, prompts)
     if refused_before_deepstack(model, method, keep=0.3):
         return
@@ -333,19 +384,18 @@ def test_every_method_runs_on_images_and_videos(model10, method):
     try:
         tokens = greedy(model, batch, tokens=3)
         final = sparsevlm_counts(handle) if method == "sparsevlm" else None
-        for sample, prompt in enumerate(prompts):
-            parts = [p for p in prompt if not isinstance(p, int)]
+        for sample in range(len(prompts)):
+            counts = part_tokens(model, batch, prompts, sample)
             kept = handle.last_keep[sample]
-            assert len(kept) == len(parts)
-            for part, k in zip(parts, kept):
-                n = _tokens(part)
+            assert len(kept) == len(counts)
+            for n, k in zip(counts, kept):
                 assert k.tolist() == sorted(set(k.tolist())) and 0 <= int(k.min()) and int(k.max()) < n
                 if final is not None:
                     assert len(k) == final.pop(0)
                 elif method != "pdrop":
                     assert len(k) == expected_counts(handle, n)[1]
             if method != "pdrop":
-                assert handle.stats.llm_input[sample] == sum(expected_counts(handle, _tokens(p))[0] for p in parts)
+                assert handle.stats.llm_input[sample] == sum(expected_counts(handle, n)[0] for n in counts)
         assert torch.equal(greedy(model, batch, tokens=3, use_cache=False), tokens)
     finally:
         handle.remove()

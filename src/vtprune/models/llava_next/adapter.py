@@ -23,6 +23,7 @@ signals packed the same way.
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any, Callable
 
 import torch
@@ -208,8 +209,78 @@ class LlavaNextAdapter(ModelAdapter):
 
 
 class LlavaOnevisionAdapter(LlavaNextAdapter):
+    """OneVision adds videos: each frame's tile is pooled (bilinear, to half the side,
+    rounded up) into a small grid, the frames follow one another and one newline closes
+    the video. A video is one unit of stacked frames (``ImageLayout.frames``), pruned
+    frame by frame before the LLM, and its newline is kept."""
+
     names = ONEVISION
     _tiles_single_images_only = True
 
     def _pack_options(self) -> dict:
         return {"vision_aspect_ratio": getattr(self.config, "vision_aspect_ratio", "anyres_max_9")}
+
+    @property
+    def pooled_side(self) -> int:
+        return math.ceil(self.side / 2)
+
+    def _video_frames(self, forward: Forward) -> list[int]:
+        """Frames of each video: from its pixels (videos, frames, C, H, W), or from the
+        features ``generate`` encoded before the prefill (frames * side^2 + a newline)."""
+        pixels = forward.core_inputs.get("pixel_values_videos")
+        if pixels is not None:
+            return [int(pixels.shape[1])] * int(pixels.shape[0])
+        return [(len(f) - 1) // self.pooled_side**2 for f in forward.encoded_videos or ()]
+
+    def _video_items(self, forward: Forward) -> list[Item]:
+        side = self.pooled_side
+        items = []
+        for frames in self._video_frames(forward):
+            tokens = frames * side * side
+            items.append(Item([(tokens, (frames * side, side), 0, frames)], [0] * (tokens + 1), [-1] * (tokens + 1), [False] * tokens + [True]))
+        return items
+
+    def match_vision_call(self, forward: Forward, layout: ImageLayout) -> VisionCall | None:
+        """The images' call (the latest before the videos') and the videos' call (the
+        latest with their frames as tiles); one that reads each unit from its own."""
+        if not forward.has_video_features:
+            return super().match_vision_call(forward, layout)
+        notes = forward.extras.get("llava_units", ())
+        calls, end, found = list(forward.vision_calls), len(forward.vision_calls), {}
+        frames = self._video_frames(forward)
+        wanted = {"video": sum(frames)}
+        if forward.has_image_features:
+            sizes, tiled = self._image_info(forward)
+            wanted["image"] = sum(self._tile_count(tuple(s), t) for s, t in zip(sizes, tiled))
+        for kind in ("video", "image"):
+            if kind in wanted:
+                at = next((i for i in range(end - 1, -1, -1) if calls[i].info == wanted[kind]), None)
+                if at is None:
+                    return None
+                found[kind], end = calls[at], at
+        found["video"].cache.setdefault("frames", frames)
+        if "image" in found:
+            found["image"].cache.setdefault("images", (sizes, tiled))
+        if all(kind == "image" for kind, _ in notes):  # videos left whole
+            return found.get("image")
+        return VisionCall(info=None, captures={"parts": [(kind, found[kind], index) for kind, index in notes]})
+
+    def vision_signal(self, name: str, call: VisionCall) -> torch.Tensor:
+        """Images' signals as LLaVA-NeXT's; a video's: each frame's tile signals pooled
+        as the model pools its features (``apply_pooling``), frames in order."""
+        if "parts" not in call.captures:
+            return super().vision_signal(name, call)
+        rows = []
+        for kind, sub, index in call.captures["parts"]:
+            if name not in sub.cache:
+                sub.cache[name] = super().vision_signal(name, sub) if kind == "image" else self._video_signal(name, sub)
+            rows.append(sub.cache[name][index])
+        return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+
+    def _video_signal(self, name: str, call: VisionCall) -> torch.Tensor:
+        per_tile = clip_tower_signals.tile_signal(name, call.captures, self.core.vision_tower, self.config.vision_feature_layer)
+        flat = per_tile if per_tile.dim() == 3 else per_tile[..., None]
+        pooled = self.core.apply_pooling(flat)  # (frames of all videos, side^2, C)
+        frames = call.cache["frames"]
+        videos = torch.nn.utils.rnn.pad_sequence([v.flatten(0, 1) for v in pooled.split(frames)], batch_first=True)
+        return videos if per_tile.dim() == 3 else videos[..., 0]

@@ -14,6 +14,9 @@ token indices (``last_keep``) run over the base grid, then the high-resolution g
 without the newlines. Newline tokens are kept, or, with ``newlines="with_row"``, dropped
 with a row none of whose tokens is kept.
 
+OneVision's videos are units of their own (see :class:`LlavaOnevisionAdapter`),
+numbered with the images in order of appearance (units.py).
+
 The grid of every image is taken from the model's own code: index maps are passed
 through its ``pack_image_features``, so the adapter follows exactly what the model does
 (tiling, unpadding, shrinking), and so do the vision signals, which are the tiles'

@@ -280,6 +280,31 @@ def test_pre_llm_stages_select_in_each_frame_with_its_own_signals(model, prompts
     assert text_mask.sum(1).tolist() == [5 + mrope(model)] * 3
 
 
+def test_generate_reads_each_kind_from_its_own_vision_call(model, name, monkeypatch):
+    """``generate`` encodes images, then videos, before the prefill and drops their
+    grids: an image and a one-frame video of equal token counts are still told apart,
+    the image's vision signals being those the image has on its own."""
+    if not mrope(model):
+        pytest.skip("OneVision's frames are pooled: no image has a video frame's count")
+    import vtprune.runtime.stage_runner as runner
+
+    seen = []
+    original = runner.select_sorted
+
+    def recording(stage, signals, budget, config, num_images, num_tokens):
+        seen.append(signals["vision_saliency"])
+        return original(stage, signals, budget, config, num_images, num_tokens)
+
+    monkeypatch.setattr(runner, "select_sorted", recording)
+    vtprune.prune(model, "visionzip", keep=3)
+    greedy(model, make_batch(model, [[2, Image(2, 3), 3]]), tokens=1)  # the same image alone (same seed)
+    greedy(model, make_batch(model, [[2, Image(2, 3), 3, Video(1, 2, 3), 2]]), tokens=1)
+    alone, both = seen
+    assert both.shape == (2, 6)  # the image and the video, one group (same grid and budget)
+    torch.testing.assert_close(both[0], alone[0], atol=1e-12, rtol=0)
+    assert (both[1] - both[0]).abs().max() > 1e-6
+
+
 # budgets -------------------------------------------------------------------------------------------
 
 

@@ -128,7 +128,7 @@ def _select_frames(
         positions = layout.flat_positions[(starts + offsets)[:, None] + torch.arange(size, device=device)]
         last = layout.flat_positions[starts + torch.tensor([layout.counts[u] - 1 for u in images], device=device)]
         full = max(layout.grids[u][0] * layout.grids[u][1] for u in images)
-        kept_positions, token_index, kept, merged_into = _select_group(
+        kept_positions, _, kept, merged_into = _select_group(
             stages, budgets, config, source, level, frame_grid, images, outcome, positions,
             frame_offsets=offsets, last_position=last, full_size=full,
         )

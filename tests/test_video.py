@@ -1,4 +1,4 @@
-"""Video pruning on Qwen2-VL, Qwen2.5-VL and Qwen3-VL: a video is one unit whose frames
+"""Video pruning on Qwen2-VL, Qwen2.5-VL, Qwen3-VL and LLaVA-OneVision: a video is one unit whose frames
 (temporal patches) are pruned one by one before the LLM, sharing the video's budget.
 
 Keep-all equals the unpatched model, a pruned prefill equals the language model run by

@@ -101,7 +101,33 @@ def image_features(model, batch) -> list[torch.Tensor]:
                 return_dict=True,
                 **extra,
             )
-    return list(out.pooler_output)
+    features = list(out.pooler_output)
+    if tiled(model):  # InternVL: one pooler row per tile; an image is its tiles' rows
+        counts = [n // features[0].shape[0] for row in placeholder_runs(model, batch) for n in row]
+        starts = [sum(counts[:i]) for i in range(len(counts))]
+        features = [torch.cat(features[a : a + n]) for a, n in zip(starts, counts)]
+    return features
+
+
+def tiled(model) -> bool:
+    """InternVL: an image is tiles (and a thumbnail) whose placeholders form one run."""
+    return model.config.model_type == "internvl"
+
+
+def placeholder_runs(model, batch) -> list[list[int]]:
+    """Per prompt, the lengths of its runs of consecutive image placeholders (InternVL:
+    one run per image, between its <img> and </img> markers)."""
+    runs = []
+    for row in batch["input_ids"]:
+        lengths, count = [], 0
+        for is_image in (row == model.config.image_token_id).tolist() + [False]:
+            if is_image:
+                count += 1
+            elif count:
+                lengths.append(count)
+                count = 0
+        runs.append(lengths)
+    return runs
 
 
 def full_embeddings(model, batch) -> torch.Tensor:
@@ -119,6 +145,8 @@ def _images_of(model, batch, sample: int) -> tuple[int, int]:
     the batch in order."""
     if "image_grid_thw" in batch:
         per_prompt = [int((row == model.config.vision_start_token_id).sum()) for row in batch["input_ids"]]
+    elif tiled(model):
+        per_prompt = [len(runs) for runs in placeholder_runs(model, batch)]
     elif "image_sizes" in batch or "pixel_attention_mask" in batch:
         features = image_features(model, batch)
         per_prompt, image = [], 0
@@ -155,9 +183,12 @@ def image_slots(model, batch, sample: int) -> list[torch.Tensor]:
 def unit_slots(model, slot: torch.Tensor) -> list[torch.Tensor]:
     """The positions of an image's prunable tokens (``image_slots``) cut into the units
     it is pruned as: LLaVA-NeXT / OneVision's base grid and high-resolution grid,
-    Idefics3 / SmolVLM's sub-images and global image; the image itself otherwise."""
+    InternVL's tiles, Idefics3 / SmolVLM's sub-images and global image; the image
+    itself otherwise."""
     config = model.config
     vision = config.vision_config
+    if tiled(model):  # InternVL: tiles of image_seq_length tokens each
+        return list(slot.split(config.image_seq_length))
     if hasattr(config, "scale_factor"):
         per_unit = (vision.image_size // vision.patch_size // config.scale_factor) ** 2
         return list(slot.split(per_unit))

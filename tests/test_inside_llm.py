@@ -90,7 +90,7 @@ def test_attention_rows_match_eager(family, model, k):
         ids = batch["input_ids"][sample]
         placeholder = ids == model.config.image_token_id
         for cols in image_slots(model, batch, sample):
-            # Images of several grids (LLaVA-NeXT / OneVision, Idefics3) are pruned grid by
+            # Images of several grids (LLaVA-NeXT / OneVision, InternVL, Idefics3) are pruned grid by
             # grid; a grid's instruction is the real text after its placeholders (Idefics3's
             # markers of the sub-images after it included: they are text).
             for unit in unit_slots(model, cols):

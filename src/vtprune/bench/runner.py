@@ -166,7 +166,9 @@ def _patches_per_image(model, batch) -> list[int]:
         pixels = batch["pixel_values"].flatten(0, 1)
         real = int((pixels != 0).flatten(1).any(1).sum())
         return [(pixels.shape[-2] // vision.patch_size) * (pixels.shape[-1] // vision.patch_size)] * real
-    return [(vision.image_size // vision.patch_size) ** 2] * int(batch["pixel_values"].shape[0])
+    # One tile per pixel_values row; sizes are ints or (height, width) pairs (InternVL).
+    size, patch = (v if isinstance(v, (list, tuple)) else (v, v) for v in (vision.image_size, vision.patch_size))
+    return [(size[0] // patch[0]) * (size[1] // patch[1])] * int(batch["pixel_values"].shape[0])
 
 
 def run_bench(

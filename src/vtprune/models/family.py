@@ -30,7 +30,9 @@ class TestModel:
     ``build(seed=0, dtype=float32, *, layers=..., attn="sdpa")`` makes the model;
     ``images`` are prompt images of different shapes where the family allows it;
     ``anyres``: its images are made of several grids that share the image's budget
-    (LLaVA-NeXT's base and high-resolution grids, Idefics3's sub-images); ``architecture`` names it among the bench's architectures."""
+    (LLaVA-NeXT's base and high-resolution grids, Idefics3's sub-images); ``tiles``: its
+    images are several tiles of one fixed grid each (InternVL), every tile a unit sharing
+    its image's budget; ``architecture`` names it among the bench's architectures."""
 
     __test__ = False  # a record, not a pytest test class
 
@@ -38,6 +40,7 @@ class TestModel:
     build: Callable[..., nn.Module]
     images: tuple["Image", ...]
     anyres: bool = False
+    tiles: bool = False
     architecture: str | None = None
 
     def image(self, i: int = 0) -> "Image":

@@ -62,13 +62,10 @@ def image_features(model, batch) -> list[torch.Tensor]:
         else:
             config = model.config
             extra = {k: batch[k] for k in ("image_sizes", "batch_num_images") if k in batch}
-            out = core.get_image_features(
-                pixel_values=batch["pixel_values"],
-                vision_feature_layer=config.vision_feature_layer,
-                vision_feature_select_strategy=config.vision_feature_select_strategy,
-                return_dict=True,
-                **extra,
-            )
+            # The feature choices the family's config has (Mistral 3 has no select strategy).
+            options = ("vision_feature_layer", "vision_feature_select_strategy")
+            extra.update({k: getattr(config, k) for k in options if hasattr(config, k)})
+            out = core.get_image_features(pixel_values=batch["pixel_values"], return_dict=True, **extra)
     return list(out.pooler_output)
 
 

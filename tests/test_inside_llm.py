@@ -90,8 +90,9 @@ def test_attention_rows_match_eager(family, model, k):
         ids = batch["input_ids"][sample]
         placeholder = ids == model.config.image_token_id
         for cols in image_slots(model, batch, sample):
-            # The instruction: the real text after the image's placeholders.
-            end = int(cols.min()) + int(torch.cumprod(placeholder[int(cols.min()):].long(), 0).sum())
+            # The instruction: the real text after the image's last placeholder (Mistral 3's
+            # row-break tokens between its placeholders are text, but not the instruction).
+            end = int(cols.max()) + 1
             text = torch.nonzero(mask[sample].bool() & ~placeholder & (torch.arange(length) >= end)).flatten()
             # LLaVA-NeXT / OneVision prune the base grid and the high-resolution grid apart.
             units = [cols[: side * side], cols[side * side :]] if family.anyres and len(cols) > side * side else [cols]

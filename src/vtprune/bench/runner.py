@@ -18,6 +18,7 @@ import torch
 from transformers import LogitsProcessorList
 
 from ..compat import cache_of
+from ..models import family_of
 from ..runtime.last_forward import PruneStats
 from ..variants import Variant, pruned, runnable
 from .figures import Figure
@@ -159,6 +160,9 @@ def _macs(target: Target, stats: PruneStats | None) -> tuple[int, int, int, int,
 
 
 def _patches_per_image(model, batch) -> list[int]:
+    counter = family_of(model).patches_per_image
+    if counter is not None:
+        return counter(model, batch)
     if "image_grid_thw" in batch:
         return [int(t * h * w) for t, h, w in batch["image_grid_thw"].tolist()]
     vision = model.config.vision_config

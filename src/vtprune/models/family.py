@@ -93,6 +93,9 @@ class Family:
     geometry: PictureGeometry
     vision_macs: Callable[[Any, list[int]], int]  # (transformers config, patches per image)
     architectures: tuple[Architecture, ...] = ()
+    # (model, batch) -> vision patches of each image, for families whose images vary in
+    # size without a patch grid input (default: image_grid_thw, else the tower's grid)
+    patches_per_image: Callable[[nn.Module, dict], list[int]] | None = None
 
     @property
     def name(self) -> str:

@@ -66,7 +66,33 @@ def image_features(model, batch) -> list[torch.Tensor]:
             options = ("vision_feature_layer", "vision_feature_select_strategy")
             extra.update({k: getattr(config, k) for k in options if hasattr(config, k)})
             out = core.get_image_features(pixel_values=batch["pixel_values"], return_dict=True, **extra)
-    return list(out.pooler_output)
+    features = list(out.pooler_output)
+    if tiled(model):  # InternVL: one pooler row per tile; an image is its tiles' rows
+        counts = [n // features[0].shape[0] for row in placeholder_runs(model, batch) for n in row]
+        starts = [sum(counts[:i]) for i in range(len(counts))]
+        features = [torch.cat(features[a : a + n]) for a, n in zip(starts, counts)]
+    return features
+
+
+def tiled(model) -> bool:
+    """InternVL: an image is tiles (and a thumbnail) whose placeholders form one run."""
+    return model.config.model_type == "internvl"
+
+
+def placeholder_runs(model, batch) -> list[list[int]]:
+    """Per prompt, the lengths of its runs of consecutive image placeholders (InternVL:
+    one run per image, between its <img> and </img> markers)."""
+    runs = []
+    for row in batch["input_ids"]:
+        lengths, count = [], 0
+        for is_image in (row == model.config.image_token_id).tolist() + [False]:
+            if is_image:
+                count += 1
+            elif count:
+                lengths.append(count)
+                count = 0
+        runs.append(lengths)
+    return runs
 
 
 def full_embeddings(model, batch) -> torch.Tensor:
@@ -84,6 +110,8 @@ def _images_of(model, batch, sample: int) -> tuple[int, int]:
     the batch in order."""
     if "image_grid_thw" in batch:
         per_prompt = [int((row == model.config.vision_start_token_id).sum()) for row in batch["input_ids"]]
+    elif tiled(model):
+        per_prompt = [len(runs) for runs in placeholder_runs(model, batch)]
     elif "image_sizes" in batch:
         features = image_features(model, batch)
         per_prompt, image = [], 0

@@ -43,6 +43,8 @@ BAD = [
     (dict(keep=None), TypeError, ["keep"]),
     (dict(positions="sorted"), ValueError, ["positions", "original", "compact"]),
     (dict(newlines="drop"), ValueError, ["newlines", "keep", "with_row"]),
+    (dict(videos="skip"), ValueError, ["videos", "prune", "keep"]),
+    (dict(frame_budget="even"), ValueError, ["frame_budget", "tokens", "novelty"]),
     (dict(speed=3), TypeError, ["speed", "accepted", "keep"]),
 ]
 

@@ -35,14 +35,17 @@ def test_defaults_and_help():
     config = UniformConfig()
     assert config.keep == 0.222 and config.positions == "original"
     help_text = UniformConfig.field_help()
-    assert set(help_text) == {"keep", "positions", "newlines"} and all(help_text.values())
+    assert set(help_text) == {"keep", "positions", "newlines", "videos", "frame_budget"} and all(help_text.values())
     assert "seed" in RandomConfig.field_help()
 
 
 def test_json_round_trip_dispatches_on_method(tmp_path):
     config = RandomConfig(keep=64, seed=7, positions="compact")
     data = config.to_dict()
-    assert data == {"method": "random", "keep": 64, "positions": "compact", "newlines": "keep", "seed": 7}
+    assert data == {
+        "method": "random", "keep": 64, "positions": "compact", "newlines": "keep", "videos": "prune",
+        "frame_budget": "tokens", "seed": 7,
+    }
     assert PruneConfig.from_dict(data) == config
     assert PruneConfig.from_json(config.to_json()) == config
     assert json.loads(config.to_json())["method"] == "random"

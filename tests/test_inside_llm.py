@@ -94,8 +94,11 @@ def test_attention_rows_match_eager(family, model, k):
             # row-break tokens between its placeholders are text, but not the instruction).
             end = int(cols.max()) + 1
             text = torch.nonzero(mask[sample].bool() & ~placeholder & (torch.arange(length) >= end)).flatten()
-            # LLaVA-NeXT / OneVision prune the base grid and the high-resolution grid apart.
+            # LLaVA-NeXT / OneVision prune the base grid and the high-resolution grid apart,
+            # InternVL each tile.
             units = [cols[: side * side], cols[side * side :]] if family.anyres and len(cols) > side * side else [cols]
+            if family.tiles:
+                units = list(cols.split(model.config.image_seq_length))
             images += [(sample, unit, text) for unit in units]
     expected_last = [attentions[s, length - 1, cols] for s, cols, _ in images]
     expected_rows = [attentions[s][q][:, cols] for s, cols, q in images]

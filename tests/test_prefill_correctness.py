@@ -113,8 +113,8 @@ def test_pruned_prefill_equals_reference(family, model64, method):
 
 
 def test_uniform_keeps_the_lattice(family, model):
-    if family.anyres:
-        pytest.skip("images of several grids: see test_anyres.py")
+    if family.anyres or family.tiles:
+        pytest.skip("images of several grids: see test_anyres.py and test_internvl.py")
     batch = make_batch(model, prompts_of(family))
     vtprune.prune(model, "uniform", keep=0.25)
     handle = vtprune.active_handle(model)

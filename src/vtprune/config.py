@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 POSITION_MODES = ("original", "compact")
 NEWLINE_MODES = ("keep", "with_row")
+VIDEO_MODES = ("prune", "keep")
+FRAME_BUDGET_MODES = ("tokens", "novelty")
 
 C = TypeVar("C", bound="PruneConfig")
 
@@ -144,6 +146,20 @@ class PruneConfig:
         "LLaVA-NeXT / OneVision row-end tokens: 'keep' them all, or drop each 'with_row' when "
         "none of its row's tokens is kept. Other families have none.",
         check=choice(*NEWLINE_MODES),
+    )
+    videos: str = option(
+        "prune",
+        "Video tokens: 'prune' them (``keep`` applies per video, its frames pruned one by one "
+        "before the LLM), or 'keep' every video whole and prune images only.",
+        check=choice(*VIDEO_MODES),
+    )
+    frame_budget: str = option(
+        "tokens",
+        "How a video's budget is shared among its frames before the LLM: in proportion to "
+        "their 'tokens', or by 'novelty': each frame gets as many tokens as it has among the "
+        "video's budget most changed tokens (cosine to the same token of the previous frame; "
+        "the first frame's tokens rank first).",
+        check=choice(*FRAME_BUDGET_MODES),
     )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -7,7 +7,8 @@ gathers them.
 
 A prompt is a list of parts: an ``int`` n is n random text tokens, ``IMAGE`` is one
 image (LLaVA: a fixed grid; Qwen2-VL: ``Image(rows, cols)`` in LLM tokens;
-LLaVA-NeXT / OneVision: ``Image(size=(height, width))``). Batches are left-padded,
+LLaVA-NeXT / OneVision: ``Image(size=(height, width))``), ``Video(frames, rows, cols)``
+one video (Qwen2-VL, Qwen2.5-VL, Qwen3-VL). Batches are left-padded,
 as for generation.
 """
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from .models import registered_families
 from .models.family import TestModel
-from .models.fake_batch import IMAGE, TEXT_IDS, Image, Part, make_batch
+from .models.fake_batch import IMAGE, TEXT_IDS, Image, Part, Video, make_batch
 from .models.llava.tiny import tiny_llava
 from .models.llava_next.tiny import ANYRES_PINPOINTS, tiny_llava_next, tiny_llava_onevision
 from .models.qwen2_vl.tiny import tiny_qwen2_vl
@@ -38,6 +39,7 @@ __all__ = [
     "TEXT_IDS",
     "Image",
     "Part",
+    "Video",
     "TestModel",
     "make_batch",
     "test_models",

@@ -18,11 +18,10 @@ import torch
 from transformers import LogitsProcessorList
 
 from ..compat import cache_of
-from ..models import family_of
 from ..runtime.last_forward import PruneStats
 from ..variants import Variant, pruned, runnable
 from .figures import Figure
-from .flops import language_layer, prefill_macs, vision_macs
+from .flops import language_layer, patches_per_image, prefill_macs, vision_macs
 from .inputs import Target
 from .measure import HookTimer, StepClock, cache_bytes, peak_memory, synchronize, timed
 
@@ -153,20 +152,10 @@ def _macs(target: Target, stats: PruneStats | None) -> tuple[int, int, int, int,
         text = length - count
         per_layer = [count] * num_layers if stats is None else stats.per_layer(sample)
         llm += prefill_macs(layer, [text + v for v in per_layer])
-    patches = _patches_per_image(model, batch)
+    patches = patches_per_image(model, batch)
     if stats is None:
         return llm, vision_macs(model, patches), sum(visual), sum(visual), float(sum(visual))
     return llm, vision_macs(model, patches), stats.total_before, stats.total_llm_input, stats.total_layer_avg
-
-
-def _patches_per_image(model, batch) -> list[int]:
-    counter = family_of(model).patches_per_image
-    if counter is not None:
-        return counter(model, batch)
-    if "image_grid_thw" in batch:
-        return [int(t * h * w) for t, h, w in batch["image_grid_thw"].tolist()]
-    vision = model.config.vision_config
-    return [(vision.image_size // vision.patch_size) ** 2] * int(batch["pixel_values"].shape[0])
 
 
 def run_bench(

@@ -166,12 +166,16 @@ class ModelAdapter:
     # -- where the images are ---------------------------------------------------------
     def image_token_mask(self, forward: Forward) -> torch.Tensor:
         """(B, L) True at image placeholder tokens of this forward's input."""
+        return self.placeholder_mask(forward, self.image_token_id)
+
+    def placeholder_mask(self, forward: Forward, token_id: int) -> torch.Tensor:
+        """(B, L) True at the placeholders of ``token_id`` (image or video) of this forward."""
         input_ids = forward.core_inputs.get("input_ids")
         if input_ids is not None:
-            return input_ids == self.image_token_id
+            return input_ids == token_id
         # Same rule transformers uses when only embeddings are given.
         embeds = forward.core_inputs["inputs_embeds"]
-        token = self.core.get_input_embeddings()(torch.tensor(self.image_token_id, device=embeds.device))
+        token = self.core.get_input_embeddings()(torch.tensor(token_id, device=embeds.device))
         return (embeds == token).all(-1)
 
     def layout(self, forward: Forward) -> ImageLayout | None:  # pragma: no cover - abstract

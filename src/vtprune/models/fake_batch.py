@@ -2,7 +2,7 @@
 as for generation, for any model of a registered family.
 
 A prompt is a list of parts: an ``int`` n is n random text tokens, an :class:`Image`
-one image. The family turns each image into its placeholder tokens and pixels
+one image, a :class:`Video` one video (families that take videos). The family turns each image into its placeholder tokens and pixels
 (:class:`~.family.FakeInputs`); this module lays the prompts out.
 """
 
@@ -30,8 +30,20 @@ class Image:
     size: tuple[int, int] | None = None
 
 
+@dataclass(frozen=True)
+class Video:
+    """A video in a prompt: ``frames`` frame grids of ``rows`` x ``cols`` LLM tokens (for
+    Qwen a frame is a temporal patch, two video frames merged), ``seconds`` apart where
+    the family encodes time (Qwen2.5-VL's ``second_per_grid_ts``)."""
+
+    frames: int
+    rows: int
+    cols: int
+    seconds: float = 1.0
+
+
 IMAGE = Image()
-Part = Union[int, Image]
+Part = Union[int, Image, Video]
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,7 @@ class ImageTokens:
     types: list[int]
     pixels: torch.Tensor
     extra: Any = None
+    video: bool = False  # a video's tokens (its pixels go in the family's video inputs)
 
 
 def make_batch(
@@ -65,7 +78,7 @@ def make_batch(
         gen = torch.Generator().manual_seed(seed)
         ids: list[int] = []
         kinds: list[int] = []
-        images_here = sum(1 for part in prompt if not isinstance(part, int))
+        images_here = sum(1 for part in prompt if isinstance(part, Image))  # videos apart
         per_prompt.append(images_here)
         for part in prompt:
             if isinstance(part, int):

@@ -30,7 +30,9 @@ class TestModel:
     ``build(seed=0, dtype=float32, *, layers=..., attn="sdpa")`` makes the model;
     ``images`` are prompt images of different shapes where the family allows it;
     ``anyres``: its images are a base grid plus a high-resolution grid with newline
-    tokens; ``architecture`` names it among the bench's architectures."""
+    tokens; ``tiles``: its images are several tiles of one fixed grid each (InternVL),
+    every tile a unit sharing its image's budget; ``architecture`` names it among the
+    bench's architectures."""
 
     __test__ = False  # a record, not a pytest test class
 
@@ -38,6 +40,7 @@ class TestModel:
     build: Callable[..., nn.Module]
     images: tuple["Image", ...]
     anyres: bool = False
+    tiles: bool = False
     architecture: str | None = None
 
     def image(self, i: int = 0) -> "Image":
@@ -94,7 +97,8 @@ class Family:
     vision_macs: Callable[[Any, list[int]], int]  # (transformers config, patches per image)
     architectures: tuple[Architecture, ...] = ()
     # (model, batch) -> vision patches of each image, for families whose images vary in
-    # size without a patch grid input (default: image_grid_thw, else the tower's grid)
+    # size without a patch grid input (None: bench.flops.patches_per_image's default,
+    # image_grid_thw, else one fixed grid per pixel_values row)
     patches_per_image: Callable[[nn.Module, dict], list[int]] | None = None
 
     @property

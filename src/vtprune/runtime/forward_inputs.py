@@ -25,7 +25,8 @@ class Forward:
     inputs_embeds: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
     layout: ImageLayout | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)  # what the adapter notes of this forward
+    prune_videos: bool = True  # the config's ``videos``: whether video tokens are in the layout
 
     @property
     def has_image_features(self) -> bool:
@@ -40,4 +41,13 @@ class Forward:
         encoded = (self.core_inputs.get("mm_encoder_outputs") or {}).get("image")
         return None if encoded is None else tuple(encoded.pooler_output)
 
+    @property
+    def has_video_features(self) -> bool:
+        """Whether this forward brings video features (pixels, or encoded before it)."""
+        return self.core_inputs.get("pixel_values_videos") is not None or self.encoded_videos is not None
 
+    @property
+    def encoded_videos(self) -> tuple[torch.Tensor, ...] | None:
+        """Per-video features computed before the forward (``generate``)."""
+        encoded = (self.core_inputs.get("mm_encoder_outputs") or {}).get("video")
+        return None if encoded is None else tuple(encoded.pooler_output)

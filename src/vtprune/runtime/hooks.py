@@ -192,6 +192,7 @@ class PruningHooks:
         forward.vision_calls = tuple(self._vision_calls)  # including a run inside this forward
         forward.encoder_calls = tuple(self._encoder_calls)
         forward.attention_mask = mask[:, -length:] if isinstance(mask, torch.Tensor) and mask.dim() == 2 else None
+        forward.prune_videos = self.config.videos == "prune"
         forward.layout = self.adapter.layout(forward)
         return forward.layout
 

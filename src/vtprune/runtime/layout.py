@@ -48,6 +48,7 @@ class ImageLayout:
     parents: tuple[int, ...] = ()
     offsets: tuple[int, ...] = ()
     row_ends: torch.Tensor | None = None
+    frames: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.counts) != len(self.grids):
@@ -55,6 +56,11 @@ class ImageLayout:
         if not self.parents:
             object.__setattr__(self, "parents", tuple(range(len(self.counts))))
             object.__setattr__(self, "offsets", (0,) * len(self.counts))
+        if not self.frames:
+            object.__setattr__(self, "frames", (1,) * len(self.counts))
+        for frames, (rows, _) in zip(self.frames, self.grids):
+            if frames < 1 or rows % frames:
+                raise ValueError(f"a grid of {rows} rows cannot stack {frames} frames")
         for count, (rows, cols) in zip(self.counts, self.grids):
             if not 0 <= count <= rows * cols:
                 raise ValueError(f"image with {count} tokens cannot have a {rows}x{cols} grid")
@@ -153,6 +159,9 @@ class ImageGroup:
     positions:   (I, N) flat positions of their current tokens in the forward's batch
     token_index: (I, N) index of each current token in its image's full grid
     cache:       adapters keep per-group intermediate results here
+    last_position: (I,) flat position of the last token of each image, when the group
+                 holds only part of it (one frame of a video): the image's instruction is
+                 the text after the whole image
     """
 
     grid: tuple[int, int]
@@ -160,3 +169,4 @@ class ImageGroup:
     positions: torch.Tensor
     token_index: torch.Tensor
     cache: dict = field(default_factory=dict)
+    last_position: torch.Tensor | None = None

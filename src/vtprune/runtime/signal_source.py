@@ -163,14 +163,15 @@ class SignalSource:
 
 def instruction(level: TokenView, group: ImageGroup) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Positions (I, T), embeddings (I, T, D) and mask (I, T) of each image's
-    instruction tokens: the text after the image in its prompt, or all of the
-    prompt's text if the image comes last. Padded rows point at a real token."""
+    instruction tokens: the text after the image in its prompt (after the whole video
+    for a video's frame), or all of the prompt's text if the image comes last. Padded rows point at a real token."""
     if "instruction" in group.cache:
         return group.cache["instruction"]
     embeds, length = level.embeds, level.image.shape[1]
     positions = group.positions
     sample = torch.div(positions[:, 0], length, rounding_mode="floor")
-    last_visual = positions.max(dim=1).values - sample * length
+    last = positions.max(dim=1).values if group.last_position is None else group.last_position
+    last_visual = last - sample * length
     text = level.image[sample] < 0  # (I, L) text and padding
     if level.row_ends is not None:
         text &= level.row_ends[sample] == -1  # image tokens outside the grids are not text

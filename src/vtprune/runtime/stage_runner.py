@@ -13,6 +13,7 @@ import torch
 
 from ..registry import Selection, Stage
 from ..signals import Signals
+from .frame_budgets import frame_shares
 from .layout import ROW_KEY, ImageGroup
 from .stage_outcome import GroupResult, Merge, Move, StageOutcome
 from .token_view import TokenView
@@ -65,6 +66,9 @@ def run_stages(
     kept). Stages that merge write their features into the level (see
     ``TokenView.write_features``) so later stages and the language model see them;
     stages that order their kept tokens record the moves the compaction applies.
+    Before the LLM, a unit that stacks frames (a video) is selected frame by frame,
+    each frame with its share of the unit's budget (frame_budgets.py); inside the LLM
+    it is one grid.
     """
     layout = level.layout
     keep = ~layout.token_mask
@@ -74,16 +78,74 @@ def run_stages(
     # its units), whatever is left of it at this level.
     shares = [level.budgets if stage.share is None else layout.budgets(config, stage.share) for stage in stages]
     shares = shares or [level.budgets]
-    for (grid, _, budgets), images in layout.groups(tuple(zip(*shares))).items():
-        positions, group = _select_group(stages, budgets, config, source, level, grid, images, outcome)
+    unit_budgets = list(zip(*shares))
+    framed = frame_shares(level, config, unit_budgets) if level.capture is None else {}
+    for (grid, _, budgets), images in layout.groups(tuple(unit_budgets)).items():
+        images = [image for image in images if image not in framed]
+        if not images:
+            continue
+        positions, _, kept, merged_into = _select_group(
+            stages, budgets, config, source, level, grid, images, outcome, layout.image_positions(images)
+        )
         keep.view(-1)[positions.reshape(-1)] = True
         for image in images:
             counts[image] = positions.shape[1]
-        outcome.groups.append(group)
+        outcome.groups.append(GroupResult(tuple(images), kept, merged_into))
+    if framed:
+        _select_frames(stages, framed, config, source, level, outcome, counts)
     if layout.row_ends is not None and config.newlines == "with_row":
         keep &= _rows_still_present(layout, level.token, keep)
     outcome.counts = tuple(counts)
     return outcome
+
+
+def _select_frames(
+    stages: list[Stage],
+    framed: dict[int, list[tuple[int, ...]]],
+    config: "PruneConfig",
+    source: "SignalSource",
+    level: TokenView,
+    outcome: StageOutcome,
+    counts: list[int],
+) -> None:
+    """The frames of stacked units, grouped by frame grid and budgets, through the
+    stages; each unit's frames are then joined into its result (kept indices over the
+    unit's whole grid)."""
+    layout = level.layout
+    device = level.image.device
+    groups: dict[tuple, list[tuple[int, int]]] = {}
+    for unit, per_frame in framed.items():
+        rows, cols = layout.grids[unit]
+        frame_grid = (rows // layout.frames[unit], cols)
+        for frame, budgets in enumerate(per_frame):
+            groups.setdefault((frame_grid, budgets), []).append((unit, frame))
+    parts: dict[int, dict[int, tuple]] = {unit: {} for unit in framed}
+    for (frame_grid, budgets), members in groups.items():
+        size = frame_grid[0] * frame_grid[1]
+        images = [unit for unit, _ in members]
+        offsets = torch.tensor([frame * size for _, frame in members], device=device)
+        starts = torch.tensor([layout.starts[unit] for unit in images], device=device)
+        positions = layout.flat_positions[(starts + offsets)[:, None] + torch.arange(size, device=device)]
+        last = layout.flat_positions[starts + torch.tensor([layout.counts[u] - 1 for u in images], device=device)]
+        full = max(layout.grids[u][0] * layout.grids[u][1] for u in images)
+        kept_positions, _, kept, merged_into = _select_group(
+            stages, budgets, config, source, level, frame_grid, images, outcome, positions,
+            frame_offsets=offsets, last_position=last, full_size=full,
+        )
+        keep = outcome.keep
+        keep.view(-1)[kept_positions.reshape(-1)] = True
+        for row, (unit, frame) in enumerate(members):
+            parts[unit][frame] = (kept[row], None if merged_into is None else merged_into[row])
+    for unit, by_frame in parts.items():
+        ordered = [by_frame[f] for f in sorted(by_frame)]
+        kept = torch.cat([k for k, _ in ordered])
+        counts[unit] = int(kept.shape[0])
+        merged = [m for _, m in ordered if m is not None]
+        merged_into = None
+        if merged:
+            rows, cols = layout.grids[unit]
+            merged_into = torch.stack([m[: rows * cols] for m in merged]).amax(0)[None]
+        outcome.groups.append(GroupResult((unit,), kept[None], merged_into))
 
 
 def _select_group(
@@ -95,21 +157,27 @@ def _select_group(
     grid: tuple[int, int],
     images: list[int],
     outcome: StageOutcome,
-) -> tuple[torch.Tensor, GroupResult]:
-    """One group of images through the stages: the flat positions it keeps and its result."""
-    layout = level.layout
-    positions = layout.image_positions(images)
+    positions: torch.Tensor,
+    frame_offsets: torch.Tensor | None = None,
+    last_position: torch.Tensor | None = None,
+    full_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One group of images at flat ``positions`` (or of frames, ``frame_offsets`` where
+    each starts in its unit's grid) through the stages: the flat positions it keeps,
+    their indices in their units' grids (in that order and sorted), and where merged
+    tokens went (``None``: no merge)."""
     token_index = level.token.reshape(-1)[positions]
-    ordinal = layout.ordinal_of_image[list(images)]
+    ordinal = level.layout.ordinal_of_image[list(images)]
     merged_into = None
     for stage, budget in zip(stages, budgets):
         if budget == 0:  # a unit whose image's budget went to its other units
             positions, token_index = positions[:, :0], token_index[:, :0]
             break
-        group = ImageGroup(grid, tuple(images), positions, token_index)
+        group = ImageGroup(grid, tuple(images), positions, token_index, last_position=last_position)
+        local = token_index if frame_offsets is None else token_index - frame_offsets[:, None]
         signals = Signals(
             grid=grid,
-            token_index=token_index,
+            token_index=local,
             ordinal=ordinal,
             needs=stage.needs,
             source=lambda name, g=group: source(name, level, g),
@@ -119,13 +187,14 @@ def _select_group(
         positions = positions.gather(1, kept)
         token_index = token_index.gather(1, kept)
         if sel.owner is not None:
-            merged_into = _merged_into(sel.owner, order, before, token_index, grid)
+            size = full_size if full_size is not None else grid[0] * grid[1]
+            merged_into = _merged_into(sel.owner, order, before, token_index, size)
         if features is not None:
             level.write_features(positions, features)
             outcome.merges.append(Merge(positions, features, level.image.shape[1]))
         if sel.slots is not None:
             outcome.moves.append(_move(stage.where, level, positions, sel.slots.gather(1, order)))
-    return positions, GroupResult(tuple(images), token_index.sort(dim=1).values, merged_into)
+    return positions, token_index, token_index.sort(dim=1).values, merged_into
 
 
 def _move(where: str, level: TokenView, positions: torch.Tensor, ranks: torch.Tensor) -> Move:
@@ -159,12 +228,13 @@ def _rows_still_present(layout, token: torch.Tensor, keep: torch.Tensor) -> torc
 
 
 def _merged_into(
-    owner: torch.Tensor, order: torch.Tensor, before: torch.Tensor, kept: torch.Tensor, grid: tuple[int, int]
+    owner: torch.Tensor, order: torch.Tensor, before: torch.Tensor, kept: torch.Tensor, size: int
 ) -> torch.Tensor:
-    """(I, rows * cols): grid index of the kept token each token merged into (-1: none)."""
+    """(I, size): grid index of the kept token each token merged into (-1: none); ``size``
+    is the tokens of the units' full grids."""
     # ``owner`` names columns of the selection as returned; ``order`` sorted them.
     column = torch.empty_like(order)
     column.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
     target = kept.gather(1, column.gather(1, owner.clamp(min=0))).masked_fill(owner < 0, -1)
-    full = torch.full((owner.shape[0], grid[0] * grid[1]), -1, dtype=torch.long, device=owner.device)
+    full = torch.full((owner.shape[0], size), -1, dtype=torch.long, device=owner.device)
     return full.scatter_(1, before, target)

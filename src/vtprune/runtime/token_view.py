@@ -55,6 +55,7 @@ class TokenView:
     offsets: tuple[int, ...] = ()
     budgets: tuple[int, ...] = ()  # each unit's budget, fixed for the whole forward
     row_ends: torch.Tensor | None = None  # see ImageLayout.row_ends
+    frames: tuple[int, ...] = ()  # see ImageLayout.frames
     capture: LayerCapture | None = None
     vision: "VisionCall | None" = None  # the vision tower's run that produced the images
     entry: "TokenView | None" = None  # the level at the language model's input (None: this one)
@@ -81,7 +82,7 @@ class TokenView:
         origin = torch.arange(length, device=device).expand(batch, length)
         return cls(
             image.view(batch, length), token.view(batch, length), origin, layout.counts, layout.grids,
-            attention_mask, embeds, input_ids, layout.parents, layout.offsets, (), layout.row_ends,
+            attention_mask, embeds, input_ids, layout.parents, layout.offsets, (), layout.row_ends, layout.frames,
         )
 
     @property
@@ -89,7 +90,7 @@ class TokenView:
         """The images at this level (cached)."""
         if "layout" not in self._cache:
             self._cache["layout"] = ImageLayout(
-                self.image >= 0, self.counts, self.grids, self.parents, self.offsets, self.row_ends
+                self.image >= 0, self.counts, self.grids, self.parents, self.offsets, self.row_ends, self.frames
             )
         return self._cache["layout"]
 
@@ -152,6 +153,7 @@ class TokenView:
             self.offsets,
             self.budgets,
             None if self.row_ends is None else compaction.gather_tokens(self.row_ends, -1).masked_fill(~compaction.valid, -1),
+            self.frames,
             vision=self.vision,
             entry=None if input_embeds is not None else (self.entry if self.entry is not None else self),
         )

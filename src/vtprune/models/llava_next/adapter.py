@@ -14,6 +14,9 @@ token indices (``last_keep``) run over the base grid, then the high-resolution g
 without the newlines. Newline tokens are kept, or, with ``newlines="with_row"``, dropped
 with a row none of whose tokens is kept.
 
+OneVision's videos are units of their own (see :class:`LlavaOnevisionAdapter`),
+numbered with the images in order of appearance (units.py).
+
 The grid of every image is taken from the model's own code: index maps are passed
 through its ``pack_image_features``, so the adapter follows exactly what the model does
 (tiling, unpadding, shrinking), and so do the vision signals, which are the tiles'
@@ -23,17 +26,19 @@ signals packed the same way.
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any, Callable
 
 import torch
 from torch import nn
 
-from ...runtime.layout import ImageLayout, row_end_keys
+from ...runtime.layout import ImageLayout
 from ...runtime.vision import VisionCall
 from .. import clip_tower_signals
 from ...runtime.forward_inputs import Forward
 from ..base import ModelAdapter
 from .names import NEXT, ONEVISION
+from .units import Item, assemble_layout
 
 
 class LlavaNextAdapter(ModelAdapter):
@@ -144,47 +149,37 @@ class LlavaNextAdapter(ModelAdapter):
         return sizes, self._tiled(sizes, per_prompt)
 
     def layout(self, forward: Forward) -> ImageLayout | None:
-        if not forward.has_image_features:
+        items = {"image": self._image_items(forward) if forward.has_image_features else []}
+        if forward.prune_videos and forward.has_video_features:
+            items["video"] = self._video_items(forward)
+        if not any(items.values()):
             return None
+        return assemble_layout(self, forward, items)
+
+    def _image_items(self, forward: Forward) -> list[Item]:
+        """Each image's units (base grid, then any high-resolution grid) and, along its
+        placeholders, each token's unit, the row a newline closes (-1: none; an untiled
+        image's closing newline, never pruned) and which tokens are newlines."""
         sizes, tiled = self._image_info(forward)
-        if not sizes:
-            return None
-        placeholders = self.image_token_mask(forward)
         per_tile = self.side * self.side
-        counts, grids, parents, offsets = [], [], [], []
-        # Along the image placeholders: each token's unit, the row a newline token closes
-        # (-1: none; an untiled image's closing newline, never pruned), which are newlines.
-        unit_of, row_of, newline_of = [], [], []
-        for image, (size, tile) in enumerate(zip(sizes, tiled)):
+        items = []
+        for size, tile in zip(sizes, tiled):
             _, rows, cols = self.image_grids(tuple(size), tile)
-            base_unit = len(counts)
-            counts.append(per_tile), grids.append((self.side, self.side)), parents.append(image), offsets.append(0)
-            unit_of += [base_unit] * per_tile
-            row_of += [-1] * per_tile
-            newline_of += [False] * per_tile
+            item = Item([(per_tile, (self.side, self.side), 0, 1)], [0] * per_tile, [-1] * per_tile, [False] * per_tile)
             if rows:
-                unit = len(counts)
-                counts.append(rows * cols), grids.append((rows, cols)), parents.append(image), offsets.append(per_tile)
-                unit_of += [unit] * (rows * (cols + 1))
+                item.units.append((rows * cols, (rows, cols), per_tile, 1))
+                item.unit_of += [1] * (rows * (cols + 1))
                 for row in range(rows):
-                    row_of += [-1] * cols + [row]
-                    newline_of += [False] * cols + [True]
+                    item.row_of += [-1] * cols + [row]
+                    item.newline_of += [False] * cols + [True]
             else:
-                unit_of.append(base_unit), row_of.append(-1), newline_of.append(True)
-        device = placeholders.device
-        unit = torch.tensor(unit_of, device=device)
-        row = torch.tensor(row_of, device=device)
-        newline = torch.tensor(newline_of, device=device)
-        flat = placeholders.reshape(-1)
-        where = torch.argsort((~flat).to(torch.uint8), stable=True)[: len(unit)]
-        token_mask = torch.zeros_like(flat)
-        token_mask[where] = ~newline
-        row_ends = torch.full(flat.shape, -1, dtype=torch.long, device=flat.device)
-        row_ends[where] = torch.where(newline, row_end_keys(unit, row), -1)
-        shape = placeholders.shape
-        return ImageLayout(
-            token_mask.view(shape), tuple(counts), tuple(grids), tuple(parents), tuple(offsets), row_ends.view(shape)
-        )
+                item.unit_of.append(0), item.row_of.append(-1), item.newline_of.append(True)
+            items.append(item)
+        return items
+
+    def _video_items(self, forward: Forward) -> list[Item]:
+        """LLaVA-NeXT takes no videos."""
+        return []
 
     # -- vision signals -------------------------------------------------------------------
     def install_vision_capture(self, record: Callable[[str, Any], None]) -> list[Any]:
@@ -217,8 +212,78 @@ class LlavaNextAdapter(ModelAdapter):
 
 
 class LlavaOnevisionAdapter(LlavaNextAdapter):
+    """OneVision adds videos: each frame's tile is pooled (bilinear, to half the side,
+    rounded up) into a small grid, the frames follow one another and one newline closes
+    the video. A video is one unit of stacked frames (``ImageLayout.frames``), pruned
+    frame by frame before the LLM, and its newline is kept."""
+
     names = ONEVISION
     _tiles_single_images_only = True
 
     def _pack_options(self) -> dict:
         return {"vision_aspect_ratio": getattr(self.config, "vision_aspect_ratio", "anyres_max_9")}
+
+    @property
+    def pooled_side(self) -> int:
+        return math.ceil(self.side / 2)
+
+    def _video_frames(self, forward: Forward) -> list[int]:
+        """Frames of each video: from its pixels (videos, frames, C, H, W), or from the
+        features ``generate`` encoded before the prefill (frames * side^2 + a newline)."""
+        pixels = forward.core_inputs.get("pixel_values_videos")
+        if pixels is not None:
+            return [int(pixels.shape[1])] * int(pixels.shape[0])
+        return [(len(f) - 1) // self.pooled_side**2 for f in forward.encoded_videos or ()]
+
+    def _video_items(self, forward: Forward) -> list[Item]:
+        side = self.pooled_side
+        items = []
+        for frames in self._video_frames(forward):
+            tokens = frames * side * side
+            items.append(Item([(tokens, (frames * side, side), 0, frames)], [0] * (tokens + 1), [-1] * (tokens + 1), [False] * tokens + [True]))
+        return items
+
+    def match_vision_call(self, forward: Forward, layout: ImageLayout) -> VisionCall | None:
+        """The images' call (the latest before the videos') and the videos' call (the
+        latest with their frames as tiles); one that reads each unit from its own."""
+        if not forward.has_video_features:
+            return super().match_vision_call(forward, layout)
+        notes = forward.extras.get("llava_units", ())
+        calls, end, found = list(forward.vision_calls), len(forward.vision_calls), {}
+        frames = self._video_frames(forward)
+        wanted = {"video": sum(frames)}
+        if forward.has_image_features:
+            sizes, tiled = self._image_info(forward)
+            wanted["image"] = sum(self._tile_count(tuple(s), t) for s, t in zip(sizes, tiled))
+        for kind in ("video", "image"):
+            if kind in wanted:
+                at = next((i for i in range(end - 1, -1, -1) if calls[i].info == wanted[kind]), None)
+                if at is None:
+                    return None
+                found[kind], end = calls[at], at
+        found["video"].cache.setdefault("frames", frames)
+        if "image" in found:
+            found["image"].cache.setdefault("images", (sizes, tiled))
+        if all(kind == "image" for kind, _ in notes):  # videos left whole
+            return found.get("image")
+        return VisionCall(info=None, captures={"parts": [(kind, found[kind], index) for kind, index in notes]})
+
+    def vision_signal(self, name: str, call: VisionCall) -> torch.Tensor:
+        """Images' signals as LLaVA-NeXT's; a video's: each frame's tile signals pooled
+        as the model pools its features (``apply_pooling``), frames in order."""
+        if "parts" not in call.captures:
+            return super().vision_signal(name, call)
+        rows = []
+        for kind, sub, index in call.captures["parts"]:
+            if name not in sub.cache:
+                sub.cache[name] = super().vision_signal(name, sub) if kind == "image" else self._video_signal(name, sub)
+            rows.append(sub.cache[name][index])
+        return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+
+    def _video_signal(self, name: str, call: VisionCall) -> torch.Tensor:
+        per_tile = clip_tower_signals.tile_signal(name, call.captures, self.core.vision_tower, self.config.vision_feature_layer)
+        flat = per_tile if per_tile.dim() == 3 else per_tile[..., None]
+        pooled = self.core.apply_pooling(flat)  # (frames of all videos, side^2, C)
+        frames = call.cache["frames"]
+        videos = torch.nn.utils.rnn.pad_sequence([v.flatten(0, 1) for v in pooled.split(frames)], batch_first=True)
+        return videos if per_tile.dim() == 3 else videos[..., 0]

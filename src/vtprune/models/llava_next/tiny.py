@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..fake_batch import Image, ImageTokens, pixel_dtype
+from ..fake_batch import Image, ImageTokens, Video, pixel_dtype
 from ..tiny import DEFAULT_LAYERS, PAD_ID, finish
 
 ANYRES_PINPOINTS = [[24, 48], [48, 24], [48, 48], [24, 72], [72, 24]]
@@ -79,8 +79,24 @@ def next_image_tokens(model: nn.Module, part: Image, gen: torch.Generator, image
     return _image_tokens(model, part, gen, tiled=True)
 
 
-def onevision_image_tokens(model: nn.Module, part: Image, gen: torch.Generator, images_in_prompt: int) -> ImageTokens:
+def onevision_image_tokens(model: nn.Module, part: Image | Video, gen: torch.Generator, images_in_prompt: int) -> ImageTokens:
+    if isinstance(part, Video):
+        return onevision_video_tokens(model, part, gen)
     return _image_tokens(model, part, gen, tiled=images_in_prompt == 1)  # OneVision tiles lone images only
+
+
+def onevision_video_tokens(model: nn.Module, part: Video, gen: torch.Generator) -> ImageTokens:
+    """A video of ``part.frames`` random frames (one tile each): each frame pooled to a
+    ceil(side / 2) square grid, then one newline. ``part.rows`` / ``cols`` must be that
+    pooled side (the model fixes it)."""
+    side = int(model.config.vision_config.image_size) // int(model.config.vision_config.patch_size)
+    pooled = -(-side // 2)
+    if (part.rows, part.cols) != (pooled, pooled):
+        raise ValueError(f"this model's video frames are {pooled} x {pooled} tokens; got Video(rows={part.rows}, cols={part.cols})")
+    size = int(model.config.vision_config.image_size)
+    pixels = torch.randn(part.frames, 3, size, size, generator=gen)
+    tokens = part.frames * pooled * pooled + 1
+    return ImageTokens([model.config.video_token_id] * tokens, [2] * tokens, pixels, part.frames, video=True)
 
 
 def next_inputs(
@@ -99,10 +115,17 @@ def next_inputs(
 def onevision_inputs(
     model: nn.Module, images: Sequence[ImageTokens], per_prompt: Sequence[int], token_types: torch.Tensor
 ) -> dict[str, torch.Tensor]:
-    """LLaVA-NeXT's, and the images per prompt (which decide the tiling)."""
-    inputs = next_inputs(model, images, per_prompt, token_types)
+    """LLaVA-NeXT's, and the images per prompt (which decide the tiling); the videos'
+    frames (videos, frames, C, H, W: every video of a batch has as many frames)."""
+    stills = [i for i in images if not i.video]
+    videos = [v for v in images if v.video]
+    inputs = next_inputs(model, stills, per_prompt, token_types)
     if inputs:
         inputs["batch_num_images"] = torch.tensor(list(per_prompt))
+    if videos:
+        if len({v.pixels.shape[0] for v in videos}) > 1:
+            raise ValueError("the videos of a LLaVA-OneVision batch must have as many frames")
+        inputs["pixel_values_videos"] = torch.stack([v.pixels for v in videos]).to(pixel_dtype(model))
     return inputs
 
 

@@ -6,7 +6,15 @@ patches, and the 2x2 patch merger makes one LLM token of each 2x2 block, so an i
 is ``t * h/2 * w/2`` tokens on a ``(t * h/2) x (w/2)`` grid. Positions are M-RoPE ids
 (3, B, L): temporal, row and column. Text tokens carry equal ids in all three rows; an
 image starting at id s gives its token at (r, c) the ids (s, s + r, s + c), and the
-text after it resumes at s + max(h, w) / 2. Video tokens are never pruned.
+text after it resumes at s + max(h, w) / 2.
+
+A video is one unit of t temporal patches (two frames each, merged by the patch
+embedding), its grid the t frame grids stacked (``ImageLayout.frames``): stages before
+the LLM select in each temporal patch with its share of the video's budget, as the ViT
+attends within each (one ``cu_seqlens`` segment per temporal patch); inside the LLM
+the video is one grid. Its tokens keep their M-RoPE ids (temporal ids spaced by
+``second_per_grid_ts`` on Qwen2.5-VL), which the model computes for the whole prompt.
+Images and videos are numbered together in order of appearance (media.py).
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from ...runtime.layout import ImageLayout
 from ...runtime.vision import VisionCall
 from ...runtime.forward_inputs import Forward
 from ..base import ModelAdapter
+from ..media_order import units_in_prompt_order
+from .media import forward_media, llm_grids
 from .names import QWEN2_VL
 
 
@@ -39,8 +49,9 @@ class Qwen2VLAdapter(ModelAdapter):
         return self.core.visual
 
     def vision_call(self, args: tuple, kwargs: dict) -> Any:
+        """The (t, rows, cols) LLM-token grid of every image or video of the call."""
         grid_thw = kwargs.get("grid_thw", args[1] if len(args) > 1 else None)
-        return None if grid_thw is None else self._grids(grid_thw)
+        return None if grid_thw is None else llm_grids(grid_thw, self.merge)
 
     def install_vision_capture(self, record: Callable[[str, Any], None]) -> list[Any]:
         visual = self.core.visual
@@ -61,8 +72,17 @@ class Qwen2VLAdapter(ModelAdapter):
 
     def vision_signal(self, name: str, call: VisionCall) -> torch.Tensor:
         """Signals of the vision tower's last block, per LLM token: the mean over its
-        2x2 merged patches, in the image's raster order. Qwen's ViT has no CLS token, so
-        saliency is the mean attention each patch receives (heads averaged)."""
+        2x2 merged patches, in the image's raster order (a video's: frame by frame).
+        Qwen's ViT has no CLS token, so saliency is the mean attention each patch
+        receives within its attention segment (an image, a video's temporal patch),
+        heads averaged. A forward with images and videos reads two calls (``parts``)."""
+        if "parts" in call.captures:
+            rows = []
+            for sub, item, count in call.captures["parts"]:
+                if name not in sub.cache:
+                    sub.cache[name] = self.vision_signal(name, sub)
+                rows.append(sub.cache[name][item, :count])
+            return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
         visual = self.core.visual
         attn = visual.blocks[-1].attn
         captures = call.captures
@@ -93,31 +113,26 @@ class Qwen2VLAdapter(ModelAdapter):
         natural[window_index.to(per_token.device)] = per_token
         return natural
 
-    def _grids(self, grid_thw: torch.Tensor) -> list[tuple[int, int]]:
-        return [(t * (h // self.merge), w // self.merge) for t, h, w in grid_thw.tolist()]
-
     def layout(self, forward: Forward) -> ImageLayout | None:
-        if not forward.has_image_features:
+        media = forward_media(forward, self.merge)
+        if not forward.prune_videos:
+            media = {kind: m for kind, m in media.items() if kind == "image"}
+        if not media:
             return None
-        grid_thw = forward.core_inputs.get("image_grid_thw")
-        if grid_thw is not None:
-            grids = self._grids(grid_thw)
-        else:
-            # generate() encoded the images before the prefill and dropped their grids:
-            # take them from the vision tower call that produced these features.
-            counts = [len(f) for f in forward.encoded_images]
-            grids = next(
-                (c.info for c in reversed(forward.vision_calls) if c.info and [r * w for r, w in c.info] == counts),
-                None,
-            )
-            if grids is None:
-                raise RuntimeError(
-                    "the images' token grids are unknown: pass image_grid_thw with precomputed "
-                    "image features, or compute them with this model's get_image_features"
-                )
-        if not grids:
-            return None
-        return ImageLayout(self.image_token_mask(forward), tuple(r * c for r, c in grids), tuple(grids))
+        ids = {"image": self.image_token_id, "video": int(self.config.video_token_id)}
+        masks = {kind: self.placeholder_mask(forward, ids[kind]) for kind in media}
+        units = units_in_prompt_order(masks, {kind: m.counts for kind, m in media.items()})
+        forward.extras["qwen_units"] = units
+        grids = [media[kind].grids[item] for kind, item in units]
+        token_mask = masks["image"] if "image" in masks else masks["video"]
+        if len(masks) == 2:
+            token_mask = masks["image"] | masks["video"]
+        return ImageLayout(
+            token_mask,
+            tuple(t * r * c for t, r, c in grids),
+            tuple((t * r, c) for t, r, c in grids),
+            frames=tuple(t if kind == "video" else 1 for (kind, _), (t, _, _) in zip(units, grids)),
+        )
 
     def rope_tables(self, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """transformers releases before the M-RoPE tables were merged in the rotary
@@ -132,10 +147,17 @@ class Qwen2VLAdapter(ModelAdapter):
         return merge(cos), merge(sin)
 
     def match_vision_call(self, forward: Forward, layout: ImageLayout) -> VisionCall | None:
-        for call in reversed(forward.vision_calls):
-            if call.info and tuple(call.info) == layout.grids:
-                return call
-        return None
+        """The call that encoded the layout's units; for images and videos together, one
+        that reads each unit's signals from its own kind's call."""
+        media = forward_media(forward, self.merge)
+        units = forward.extras.get("qwen_units", ())
+        kinds = {kind for kind, _ in units}
+        if any(media[kind].call is None for kind in kinds):
+            return None
+        if len(kinds) == 1:
+            return media[next(iter(kinds))].call
+        parts = [(media[kind].call, item, media[kind].counts[item]) for kind, item in units]
+        return VisionCall(info=None, captures={"parts": parts})
 
     def compact_positions(
         self, positions: torch.Tensor, mask: torch.Tensor, forward: Forward, compaction: Compaction
@@ -143,7 +165,8 @@ class Qwen2VLAdapter(ModelAdapter):
         """M-RoPE ``positions="compact"``: each image keeps its 2-D structure but shrinks
         to the rows and columns that still hold a kept token (dense ranks), so it spans
         max(kept rows, kept cols) ids instead of max(rows, cols); every later token in
-        the prompt moves back by what the images before it saved."""
+        the prompt moves back by what the images before it saved. Video tokens keep
+        their ids, moved back likewise."""
         layout = forward.layout
         device = positions.device
         batch, length = compaction.index.shape
@@ -163,8 +186,12 @@ class Qwen2VLAdapter(ModelAdapter):
         src = (compaction.index + torch.arange(batch, device=device)[:, None] * seq).reshape(-1)
         img = image_of[src].view(batch, length)
         real = mask.bool()
-        visual = (img >= 0) & real
         img_safe = img.clamp(min=0)
+        # A video's ids are not one image's (temporal ids, per-frame starts on Qwen3-VL):
+        # its tokens keep them, moved back only by what the images before it saved.
+        is_video = torch.tensor([kind == "video" for kind, _ in forward.extras.get("qwen_units", ())] or [False], device=device)
+        video = (img >= 0) & real & is_video[img_safe.clamp(max=len(is_video) - 1)]
+        visual = (img >= 0) & real & ~video
         index_in_image = local[src].view(batch, length)
         row = torch.div(index_in_image, cols[img_safe], rounding_mode="floor")
         col = index_in_image - row * cols[img_safe]
@@ -198,6 +225,7 @@ class Qwen2VLAdapter(ModelAdapter):
                 torch.where(visual, text_ids + col_rank[img_safe, col], text_ids),
             )
         )
+        compact = torch.where(video[None], mrope - shift, compact)
         compact = torch.where(real[None], compact, mrope)
         if positions.shape[0] == 4:
             text_rows = super().compact_positions(positions[0], mask, forward, compaction)

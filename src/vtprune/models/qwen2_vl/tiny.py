@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..fake_batch import Image, ImageTokens, pixel_dtype
+from ..fake_batch import Image, ImageTokens, Video, pixel_dtype
 from ..tiny import DEFAULT_LAYERS, PAD_ID, finish
 
 
@@ -42,9 +42,12 @@ def tiny_qwen2_vl(
     return finish(model, seed, dtype)
 
 
-def image_tokens(model: nn.Module, part: Image, gen: torch.Generator, images_in_prompt: int) -> ImageTokens:
+def image_tokens(model: nn.Module, part: Image | Video, gen: torch.Generator, images_in_prompt: int) -> ImageTokens:
     """Random patches for a ``part.rows`` x ``part.cols`` token grid (one frame), the
-    placeholders between the vision markers, typed 1 for M-RoPE's position ids."""
+    placeholders between the vision markers, typed 1 for M-RoPE's position ids; a video's
+    frames are one run of placeholders between the markers, typed 2."""
+    if isinstance(part, Video):
+        return video_tokens(model, part, gen)
     if part.rows < 1 or part.cols < 1:
         raise ValueError("a Qwen2-VL image needs its token grid: Image(rows, cols)")
     config = model.config
@@ -58,13 +61,40 @@ def image_tokens(model: nn.Module, part: Image, gen: torch.Generator, images_in_
     return ImageTokens(ids, [0] + [1] * tokens + [0], pixels, [1, merge * part.rows, merge * part.cols])
 
 
+def video_pixels(model: nn.Module, part: Video, gen: torch.Generator) -> tuple[torch.Tensor, list[int]]:
+    """Random patches of a video, and its (t, h, w) grid in vision patches."""
+    if part.frames < 1 or part.rows < 1 or part.cols < 1:
+        raise ValueError("a video needs frames and its token grid: Video(frames, rows, cols)")
+    vision = model.config.vision_config
+    merge = vision.spatial_merge_size
+    width = vision.in_channels * vision.temporal_patch_size * vision.patch_size**2
+    pixels = torch.randn(part.frames * part.rows * merge * part.cols * merge, width, generator=gen)
+    return pixels, [part.frames, merge * part.rows, merge * part.cols]
+
+
+def video_tokens(model: nn.Module, part: Video, gen: torch.Generator) -> ImageTokens:
+    """A Qwen2-VL / Qwen2.5-VL video: all frames' placeholders between one pair of markers."""
+    config = model.config
+    pixels, thw = video_pixels(model, part, gen)
+    tokens = part.frames * part.rows * part.cols
+    ids = [config.vision_start_token_id] + [config.video_token_id] * tokens + [config.vision_end_token_id]
+    return ImageTokens(ids, [0] + [2] * tokens + [0], pixels, (thw, part.seconds), video=True)
+
+
 def batch_inputs(
     model: nn.Module, images: Sequence[ImageTokens], per_prompt: Sequence[int], token_types: torch.Tensor
 ) -> dict[str, torch.Tensor]:
     inputs = {"mm_token_type_ids": token_types}
-    if images:
-        inputs["pixel_values"] = torch.cat([i.pixels for i in images]).to(pixel_dtype(model))
-        inputs["image_grid_thw"] = torch.tensor([i.extra for i in images])
+    stills = [i for i in images if not i.video]
+    videos = [i for i in images if i.video]
+    if stills:
+        inputs["pixel_values"] = torch.cat([i.pixels for i in stills]).to(pixel_dtype(model))
+        inputs["image_grid_thw"] = torch.tensor([i.extra for i in stills])
+    if videos:
+        inputs["pixel_values_videos"] = torch.cat([v.pixels for v in videos]).to(pixel_dtype(model))
+        inputs["video_grid_thw"] = torch.tensor([v.extra[0] for v in videos])
+        if model.config.model_type == "qwen2_5_vl":
+            inputs["second_per_grid_ts"] = torch.tensor([v.extra[1] for v in videos])
     return inputs
 
 

@@ -7,8 +7,10 @@ What Qwen3-VL shares with Qwen2-VL (so this adapter extends that one):
 * an image's position ids are Qwen2-VL's: (s, s + row, s + col) from its start id s,
   the text after it resuming at s + max(h, w) / 2. The *interleaved* M-RoPE of
   Qwen3-VL changes only which rotary frequencies read which of the three rows, not the
-  ids, so ``positions="compact"`` renumbers them exactly as for Qwen2-VL. Video frames
-  (each between its own timestamp text and markers) are never pruned;
+  ids, so ``positions="compact"`` renumbers them exactly as for Qwen2-VL. A video is
+  pruned as on Qwen2-VL (one unit, frame by frame before the LLM); its frames' tokens
+  are not contiguous (each frame follows its own timestamp text, between its own
+  markers), which the layout's per-token positions follow, and the text stays;
 * the ViT has no windows: every block attends over each image's patches in full
   (``cu_seqlens`` one segment per image frame), with 2-D rotary over the whole head,
   so the vision signals are computed from the last block's qkv as for Qwen2-VL.

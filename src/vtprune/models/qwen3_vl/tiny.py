@@ -1,15 +1,38 @@
 """A tiny Qwen3-VL model. Its fake prompt images are Qwen2-VL's (a token grid of any
-size between vision start and end markers, one (t, h, w) grid per image)."""
+size between vision start and end markers, one (t, h, w) grid per image); a video is
+its frames one by one, each after its timestamp text and between its own markers, as
+Qwen3-VL's processor writes them."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ..qwen2_vl.tiny import batch_inputs, bench_image, image_tokens
+from ..fake_batch import TEXT_IDS, Image, ImageTokens, Video
+from ..qwen2_vl import tiny as qwen2_tiny
+from ..qwen2_vl.tiny import batch_inputs, bench_image, video_pixels
 from ..tiny import DEFAULT_LAYERS, PAD_ID, finish
 
+TIMESTAMP_TOKENS = 3  # text tokens of a frame's "<t seconds>" (random ids here)
+
 __all__ = ["batch_inputs", "bench_image", "image_tokens", "tiny_qwen3_vl"]
+
+
+def image_tokens(model: nn.Module, part: Image | Video, gen: torch.Generator, images_in_prompt: int) -> ImageTokens:
+    """Qwen2-VL's image; a video as Qwen3-VL's processor lays it out: per frame (temporal
+    patch) its timestamp text, then its placeholders between the vision markers."""
+    if not isinstance(part, Video):
+        return qwen2_tiny.image_tokens(model, part, gen, images_in_prompt)
+    config = model.config
+    pixels, thw = video_pixels(model, part, gen)
+    ids: list[int] = []
+    types: list[int] = []
+    per_frame = part.rows * part.cols
+    for _ in range(part.frames):
+        ids += torch.randint(*TEXT_IDS, (TIMESTAMP_TOKENS,), generator=gen).tolist()
+        ids += [config.vision_start_token_id] + [config.video_token_id] * per_frame + [config.vision_end_token_id]
+        types += [0] * TIMESTAMP_TOKENS + [0] + [2] * per_frame + [0]
+    return ImageTokens(ids, types, pixels, (thw, part.seconds), video=True)
 
 
 def tiny_qwen3_vl(

@@ -45,6 +45,7 @@ class Mistral3Adapter(ModelAdapter):
 
     @classmethod
     def check_config_stages(cls, config: Any, stages: list) -> None:
+        # The window first: its reason is the one that holds whatever K is asked for.
         window = getattr(config.text_config, "sliding_window", None)
         for stage in stages:
             if stage.layer is not None and window is not None:
@@ -52,13 +53,14 @@ class Mistral3Adapter(ModelAdapter):
                     f"stage {stage.where!r}: in-LLM stages need full-attention layers; this model's decoder "
                     f"attends within a sliding window of {window} tokens (text_config.sliding_window)"
                 )
+        super().check_config_stages(config, stages)
+        for stage in stages:
             vision = {parse_signal(name)[0] for name in stage.needs} & VISION_SIGNALS
             if vision and not isinstance(config.vision_feature_layer, int):
                 raise ValueError(
                     f"stage {stage.where!r} reads {sorted(vision)} of one vision layer; this model projects "
                     f"the concatenation of layers {config.vision_feature_layer}"
                 )
-        super().check_config_stages(config, stages)
 
     # -- grids ---------------------------------------------------------------------------
     def token_grids(self, image_sizes: Any) -> tuple[tuple[int, int], ...]:

@@ -253,6 +253,7 @@ def test_pre_llm_pruning_on_a_sliding_window_decoder_equals_its_reference():
     with torch.no_grad():
         hidden = model.model.language_model(inputs_embeds=embeds[0, index][None], position_ids=index[None]).last_hidden_state
     torch.testing.assert_close(pruned[0], model.lm_head(hidden)[0], atol=1e-10, rtol=1e-10)
+    assert torch.equal(greedy(model, batch, tokens=8), greedy(model, batch, tokens=8, use_cache=False))
     handle.remove()
 
 

@@ -94,13 +94,10 @@ def image_features(model, batch) -> list[torch.Tensor]:
         else:
             config = model.config
             extra = {k: batch[k] for k in ("image_sizes", "batch_num_images") if k in batch}
-            out = core.get_image_features(
-                pixel_values=batch["pixel_values"],
-                vision_feature_layer=config.vision_feature_layer,
-                vision_feature_select_strategy=config.vision_feature_select_strategy,
-                return_dict=True,
-                **extra,
-            )
+            # The feature choices the family's config has (Mistral 3 has no select strategy).
+            options = ("vision_feature_layer", "vision_feature_select_strategy")
+            extra.update({k: getattr(config, k) for k in options if hasattr(config, k)})
+            out = core.get_image_features(pixel_values=batch["pixel_values"], return_dict=True, **extra)
     features = list(out.pooler_output)
     if tiled(model):  # InternVL: one pooler row per tile; an image is its tiles' rows
         counts = [n // features[0].shape[0] for row in placeholder_runs(model, batch) for n in row]

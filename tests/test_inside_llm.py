@@ -92,7 +92,8 @@ def test_attention_rows_match_eager(family, model, k):
         for cols in image_slots(model, batch, sample):
             # Images of several grids (LLaVA-NeXT / OneVision, InternVL, Idefics3) are pruned grid by
             # grid; a grid's instruction is the real text after its placeholders (Idefics3's
-            # markers of the sub-images after it included: they are text).
+            # markers of the sub-images after it included: they are text; Mistral 3's row-break
+            # tokens between its placeholders are text too, before the image's last placeholder).
             for unit in unit_slots(model, cols):
                 end = int(unit.max()) + 1
                 text = torch.nonzero(mask[sample].bool() & ~placeholder & (torch.arange(length) >= end)).flatten()

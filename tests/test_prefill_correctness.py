@@ -123,6 +123,9 @@ def test_uniform_keeps_the_lattice(family, model):
     grids = []
     if "image_grid_thw" in batch:
         grids = [(h // 2, w // 2) for _, h, w in batch["image_grid_thw"].tolist()]
+    elif "image_sizes" in batch:  # Mistral 3: grids of the images' pixel sizes
+        cell = model.config.vision_config.patch_size * model.config.spatial_merge_size
+        grids = [(h // cell, w // cell) for h, w in batch["image_sizes"].tolist()]
     else:
         side = model.config.vision_config.image_size // model.config.vision_config.patch_size
         grids = [(side, side)] * 3

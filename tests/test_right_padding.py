@@ -44,7 +44,7 @@ def selections(model, batch) -> list:
     return [[k.tolist() for k in sample] for sample in handle.last_keep]
 
 
-@pytest.fixture(scope="module", params=[f for f in FAMILIES if f.name in ("llava", "qwen2_vl", "qwen3_vl", "internvl")], ids=lambda f: f.name)
+@pytest.fixture(scope="module", params=[f for f in FAMILIES if f.name in ("llava", "qwen2_vl", "qwen3_vl", "internvl", "mistral3")], ids=lambda f: f.name)
 def setup(request):
     family = request.param
     model = family.build(layers=10)

@@ -62,6 +62,23 @@ def vision_macs(model, patches_per_image: list[int]) -> int:
     return family_of(model).vision_macs(model.config, patches_per_image)
 
 
+def patches_per_image(model, batch: dict) -> list[int]:
+    """Vision patches of each image (InternVL: each tile) of a batch, before merging: the
+    family's own count where its images vary in size without a patch grid input
+    (Mistral 3, Idefics3), else ``image_grid_thw``, else one fixed grid per ``pixel_values`` row."""
+    from ..models import family_of
+
+    counter = family_of(model).patches_per_image
+    if counter is not None:
+        return counter(model, batch)
+    if "image_grid_thw" in batch:
+        return [int(t * h * w) for t, h, w in batch["image_grid_thw"].tolist()]
+    vision = model.config.vision_config
+    # Sizes are ints or (height, width) pairs (InternVL).
+    size, patch = (v if isinstance(v, (list, tuple)) else (v, v) for v in (vision.image_size, vision.patch_size))
+    return [(size[0] // patch[0]) * (size[1] // patch[1])] * int(batch["pixel_values"].shape[0])
+
+
 def patch_counts_or_empty(counts: list[int]) -> list[int]:
     """Images with patches (a prompt without images has none)."""
     return [c for c in counts if c > 0]

@@ -21,7 +21,7 @@ from ..compat import cache_of
 from ..runtime.last_forward import PruneStats
 from ..variants import Variant, pruned, runnable
 from .figures import Figure
-from .flops import language_layer, prefill_macs, vision_macs
+from .flops import language_layer, patches_per_image, prefill_macs, vision_macs
 from .inputs import Target
 from .measure import HookTimer, StepClock, cache_bytes, peak_memory, synchronize, timed
 
@@ -152,23 +152,10 @@ def _macs(target: Target, stats: PruneStats | None) -> tuple[int, int, int, int,
         text = length - count
         per_layer = [count] * num_layers if stats is None else stats.per_layer(sample)
         llm += prefill_macs(layer, [text + v for v in per_layer])
-    patches = _patches_per_image(model, batch)
+    patches = patches_per_image(model, batch)
     if stats is None:
         return llm, vision_macs(model, patches), sum(visual), sum(visual), float(sum(visual))
     return llm, vision_macs(model, patches), stats.total_before, stats.total_llm_input, stats.total_layer_avg
-
-
-def _patches_per_image(model, batch) -> list[int]:
-    if "image_grid_thw" in batch:
-        return [int(t * h * w) for t, h, w in batch["image_grid_thw"].tolist()]
-    vision = model.config.vision_config
-    if "pixel_attention_mask" in batch:  # prompts' lists of sub-images, padded with all-zero ones (Idefics3)
-        pixels = batch["pixel_values"].flatten(0, 1)
-        real = int((pixels != 0).flatten(1).any(1).sum())
-        return [(pixels.shape[-2] // vision.patch_size) * (pixels.shape[-1] // vision.patch_size)] * real
-    # One tile per pixel_values row; sizes are ints or (height, width) pairs (InternVL).
-    size, patch = (v if isinstance(v, (list, tuple)) else (v, v) for v in (vision.image_size, vision.patch_size))
-    return [(size[0] // patch[0]) * (size[1] // patch[1])] * int(batch["pixel_values"].shape[0])
 
 
 def run_bench(

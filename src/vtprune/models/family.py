@@ -96,6 +96,10 @@ class Family:
     geometry: PictureGeometry
     vision_macs: Callable[[Any, list[int]], int]  # (transformers config, patches per image)
     architectures: tuple[Architecture, ...] = ()
+    # (model, batch) -> vision patches of each image, for families whose images vary in
+    # size without a patch grid input (None: bench.flops.patches_per_image's default,
+    # image_grid_thw, else one fixed grid per pixel_values row)
+    patches_per_image: Callable[[nn.Module, dict], list[int]] | None = None
 
     @property
     def name(self) -> str:

@@ -50,3 +50,12 @@ def smolvlm_2b(layers: int | None = None) -> Any:
         text_config=text, vision_config=vision, scale_factor=3, image_token_id=49190, pad_token_id=2,
         tie_word_embeddings=False,
     )
+
+
+def patches_per_image(model: Any, batch: dict) -> list[int]:
+    """Vision patches of each real sub-image of a batch: ``pixel_values`` holds each
+    prompt's list of sub-images, padded with all-zero ones the model drops."""
+    vision = model.config.vision_config
+    pixels = batch["pixel_values"].flatten(0, 1)
+    real = int((pixels != 0).flatten(1).any(1).sum())
+    return [(pixels.shape[-2] // vision.patch_size) * (pixels.shape[-1] // vision.patch_size)] * real

@@ -16,6 +16,7 @@ IDEFICS3 = register(
         fake_inputs=FAKE_INPUTS,
         geometry=PictureGeometry(geometry.handles_idefics3, geometry.token_geometry),
         vision_macs=cost.vision_macs,
+        patches_per_image=cost.patches_per_image,
         architectures=(Architecture("smolvlm-2b", cost.smolvlm_2b, "Idefics3ForConditionalGeneration"),),
     )
 )
@@ -26,6 +27,7 @@ SMOLVLM = register(
         fake_inputs=FAKE_INPUTS,
         geometry=PictureGeometry(geometry.handles_smolvlm, geometry.token_geometry),
         vision_macs=cost.vision_macs,
+        patches_per_image=cost.patches_per_image,
     )
 )
 

@@ -13,7 +13,7 @@ import vtprune
 from vtprune.pruning_methods.sparsevlm import schedule
 from vtprune.testing import make_batch
 
-from helpers import FAMILIES, FAMILY_IDS, greedy, image_token_counts, logits, refused_before_deepstack
+from helpers import FAMILIES, FAMILY_IDS, greedy, image_token_counts, logits, refused_before_deepstack, unit_slots
 
 METHODS = [m["name"] for m in vtprune.methods() if m["name"] != "probe"]
 KEEPS = [0.111, 0.222, 0.333]
@@ -77,7 +77,16 @@ def test_method_on_model(family, model, prompts, reference, method, keep):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ATP's text-tower fallback notice
         handle = vtprune.prune(model, method, keep=keep)
-    tokens = greedy(model, batch, tokens=4)
+    smallest = min(len(u) for s in range(len(prompts)) for n in image_token_counts(model, batch, s)
+                   for u in unit_slots(model, torch.arange(n)))
+    try:
+        tokens = greedy(model, batch, tokens=4)
+    except ValueError as error:
+        # Idefics3's 16-token sub-images at 0.111 get a share of the image's budget below
+        # what the layers before PDrop's first stage already average: refused with the reason.
+        if method == "pdrop" and smallest <= 16 and "cannot be met for a grid of" in str(error):
+            return
+        raise
 
     # Kept counts per image, at the LLM input and after the last stage.
     stats, keep_lists = handle.stats, handle.last_keep
@@ -93,7 +102,7 @@ def test_method_on_model(family, model, prompts, reference, method, keep):
                 assert len(k) == expected_counts(handle, n)[1]
         if method == "pdrop":  # keep is an average over the layers, within a token per grid
             target = sum(handle.config.budget(n) for n in counts)
-            grids = sum(n // model.config.image_seq_length for n in counts) if family.tiles else len(counts)
+            grids = sum(len(unit_slots(model, torch.arange(n))) for n in counts)  # tiles, sub-images, grids
             assert abs(stats.layer_avg[sample] - target) <= grids * (2 if family.anyres else 1)
         else:
             assert stats.llm_input[sample] == sum(expected_counts(handle, n)[0] for n in counts)

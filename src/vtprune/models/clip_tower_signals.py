@@ -39,7 +39,12 @@ def post_layernorm(tower: nn.Module) -> nn.Module:
 
 def feature_layer(tower: nn.Module, index: Any) -> nn.Module:
     """The encoder layer whose output is ``hidden_states[index]``."""
-    layers = encoder_layers(tower)
+    return layer_of_hidden_state(encoder_layers(tower), index)
+
+
+def layer_of_hidden_state(layers: nn.ModuleList, index: Any) -> nn.Module:
+    """The layer of ``layers`` whose output is a tower's ``hidden_states[index]``;
+    ``ValueError`` for several indices or one that is no layer's output."""
     if not isinstance(index, int):
         raise ValueError(f"vision signals need one vision_feature_layer; this model reads {index}")
     # hidden_states[0] is the embedding output; hidden_states[j] the output of layer j - 1.

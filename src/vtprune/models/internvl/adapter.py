@@ -47,7 +47,7 @@ from ...runtime.forward_inputs import Forward
 from ...runtime.layout import ImageLayout
 from ...runtime.vision import VisionCall
 from ..base import ModelAdapter
-from ..clip_tower_signals import saliency
+from ..clip_tower_signals import layer_of_hidden_state, saliency
 from ..qwen3_vl.adapter import FlatHeadsOutput, HeadNormed
 from .names import INTERNVL
 
@@ -129,14 +129,7 @@ class InternVLAdapter(ModelAdapter):
     def _feature_layer(self) -> nn.Module:
         """The encoder layer whose output is ``hidden_states[vision_feature_layer]``
         (hidden_states[0] is the embeddings, hidden_states[j] the output of layer j - 1)."""
-        layers = self.core.vision_tower.encoder.layer
-        index = self.config.vision_feature_layer
-        if not isinstance(index, int):
-            raise ValueError(f"vision signals need one vision_feature_layer; this model reads {index}")
-        position = index if index >= 0 else len(layers) + 1 + index
-        if not 1 <= position <= len(layers):
-            raise ValueError(f"vision_feature_layer={index} is not an encoder layer's output")
-        return layers[position - 1]
+        return layer_of_hidden_state(self.core.vision_tower.encoder.layer, self.config.vision_feature_layer)
 
     def install_vision_capture(self, record: Callable[[str, Any], None]) -> list[Any]:
         """The feature layer's attention input (after its layer norm) and its keys (after

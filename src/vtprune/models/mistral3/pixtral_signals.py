@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..clip_tower_signals import layer_of_hidden_state
 from ..qwen2_vl.adapter import attention_received
 
 
@@ -34,13 +35,7 @@ def encoder_layers(tower: nn.Module) -> nn.ModuleList:
 def feature_layer(tower: nn.Module, index: Any) -> nn.Module:
     """The encoder layer whose output is ``hidden_states[index]`` (``hidden_states[0]``
     is the patch embeddings, ``hidden_states[j]`` the output of layer j - 1)."""
-    layers = encoder_layers(tower)
-    if not isinstance(index, int):
-        raise ValueError(f"vision signals need one vision_feature_layer; this model reads {index}")
-    position = index if index >= 0 else len(layers) + 1 + index
-    if not 1 <= position <= len(layers):
-        raise ValueError(f"vision_feature_layer={index} is not an encoder layer's output")
-    return layers[position - 1]
+    return layer_of_hidden_state(encoder_layers(tower), index)
 
 
 def patch_grids(pixel_values: torch.Tensor, image_sizes: Any, patch: int) -> tuple[tuple[int, int], ...]:

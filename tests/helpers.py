@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -15,17 +17,35 @@ FAMILIES = list(test_models())
 FAMILY_IDS = [f.name for f in FAMILIES]
 
 
-def refused_before_deepstack(model, method: str, **config) -> bool:
-    """Whether ``method`` has an in-LLM stage acting after a layer K at most the number
-    of decoder layers the model adds DeepStack inputs after (Qwen3-VL); ``prune`` must
-    then refuse it, naming the reason (asserted here)."""
+def refusal_reason(model, layers) -> str | None:
+    """What ``prune`` must say when stages act after the decoder layers ``layers`` of
+    ``model`` (``None``: they run): a family's refusal of every in-LLM stage (Gemma 3's
+    local and global layers), or ``DeepStack`` for a stage acting before Qwen3-VL is done
+    adding its per-visual-token inputs."""
+    from vtprune.models import adapter_class_for_config
+
+    layers = [k for k in layers if k is not None]
+    if not layers:
+        return None
+    reason = adapter_class_for_config(model.config).inside_llm_refusal(model.config)
+    if reason is not None:
+        return reason
     deep = len(getattr(model.config.vision_config, "deepstack_visual_indexes", None) or ())
-    spec = vtprune.get_method(method)
+    return "DeepStack" if min(layers) <= deep else None
+
+
+def refused(model, method, **config) -> bool:
+    """Whether ``prune(model, method, **config)`` must be refused for its in-LLM stages
+    (see :func:`refusal_reason`); then asserts it is, with the reason, and that nothing
+    was patched. ``method`` is a name or a config (``config`` empty)."""
+    spec = vtprune.get_method(method if isinstance(method, str) else method.method)
     layers = model.config.text_config.num_hidden_layers
-    cfg = spec.resolve(spec.config(**config), ModelShape(layers, None))
-    if not any(stage.layer is not None and stage.layer <= deep for stage in spec.stages(cfg, layers)):
+    cfg = spec.resolve(spec.config(**config) if isinstance(method, str) else method, ModelShape(layers, None))
+    stage_layers = [stage.layer for stage in spec.stages(cfg, layers)]
+    reason = refusal_reason(model, stage_layers)
+    if reason is None:
         return False
-    with pytest.raises(ValueError, match="DeepStack"):
+    with pytest.raises(ValueError, match=re.escape(reason)):
         vtprune.prune(model, method, **config)
     assert vtprune.active_handle(model) is None
     return True
@@ -155,7 +175,8 @@ def _images_of(model, batch, sample: int) -> tuple[int, int]:
             per_prompt.append(count)
     else:
         vision = model.config.vision_config
-        per_image = (vision.image_size // vision.patch_size) ** 2
+        # Gemma 3 pools its patches into mm_tokens_per_image tokens; LLaVA has one per patch.
+        per_image = getattr(model.config, "mm_tokens_per_image", None) or (vision.image_size // vision.patch_size) ** 2
         per_prompt = [int((row == model.config.image_token_id).sum()) // per_image for row in batch["input_ids"]]
     return sum(per_prompt[:sample]), per_prompt[sample]
 
@@ -212,11 +233,34 @@ def kept_sequence_index(model, batch, last_keep, sample: int) -> torch.Tensor:
     return torch.nonzero(keep).flatten()
 
 
+def image_block_masks(model, batch, sample: int, index: torch.Tensor) -> dict:
+    """Gemma 3's masks for the kept sequence positions ``index`` of prompt ``sample``,
+    built by hand: a kept token attends to the kept tokens before it and to every kept
+    token of its own image (the image is the run of typed tokens it was in before
+    pruning); sliding-window layers only to those fewer than ``sliding_window`` kept
+    tokens back. Additive float masks (1, 1, L, L)."""
+    types = batch["token_type_ids"][sample]
+    starts = (types == 1) & (torch.nn.functional.pad(types, (1, 0))[:-1] != 1)
+    block = torch.where(types == 1, starts.cumsum(0), 0)[index]  # 0: text
+    length = len(index)
+    q, k = torch.arange(length)[:, None], torch.arange(length)[None, :]
+    full = (k <= q) | ((block[:, None] == block[None, :]) & (block[:, None] > 0))
+    sliding = full & (q - k < model.config.text_config.sliding_window)
+    dtype = next(model.parameters()).dtype
+    additive = lambda allowed: torch.zeros(1, 1, length, length, dtype=dtype).masked_fill(  # noqa: E731
+        ~allowed, torch.finfo(dtype).min
+    )
+    return {"full_attention": additive(full), "sliding_attention": additive(sliding)}
+
+
 def side_inputs(model, batch, sample: int, index: torch.Tensor) -> dict:
-    """The language model's per-visual-token inputs besides the embeddings, for the
-    kept sequence positions ``index`` of prompt ``sample``, built by hand: Qwen3-VL's
-    DeepStack features of the kept image tokens and their mask; ``{}`` for families
-    without such inputs (or a prompt without images)."""
+    """The language model's inputs besides the embeddings and positions, for the kept
+    sequence positions ``index`` of prompt ``sample``, built by hand: Qwen3-VL's
+    DeepStack features of the kept image tokens and their mask, Gemma 3's masks with
+    the kept image tokens' blocks; ``{}`` for families without such inputs (or a prompt
+    without images)."""
+    if "token_type_ids" in batch:
+        return {"attention_mask": image_block_masks(model, batch, sample, index)}
     if not getattr(model.config.vision_config, "deepstack_visual_indexes", None):
         return {}
     slots = image_slots(model, batch, sample)

@@ -11,7 +11,6 @@ from vtprune.testing import make_batch
 import probes
 from helpers import (
     FAMILIES,
-    FAMILY_IDS,
     full_embeddings,
     full_positions,
     greedy,
@@ -23,12 +22,41 @@ from helpers import (
     side_inputs,
     suppress,
     unit_slots,
+    refused,
 )
 
 
-@pytest.fixture(scope="module", params=FAMILIES, ids=FAMILY_IDS)
+def _refuses_inside(family) -> bool:
+    """Families whose adapter refuses every in-LLM stage (Gemma 3): their refusal is
+    tested below, the rest of this file is about the families that run them."""
+    from vtprune.models import family_of
+
+    model = family.build(layers=2)
+    return family_of(model).adapter.inside_llm_refusal(model.config) is not None
+
+
+REFUSING = [f for f in FAMILIES if _refuses_inside(f)]
+RUNNING = [f for f in FAMILIES if f not in REFUSING]
+
+
+@pytest.fixture(scope="module", params=RUNNING, ids=[f.name for f in RUNNING])
 def family(request):
     return request.param
+
+
+@pytest.mark.parametrize("refusing", REFUSING, ids=[f.name for f in REFUSING])
+def test_families_without_in_llm_stages_refuse_them_at_prune(refusing):
+    """Every in-LLM stage is refused before anything is patched, with the family's
+    reason in one line, and pruning before the LLM still runs."""
+    model = refusing.build(layers=4)
+    for config in (probes.ProbeConfig(keep=0.3, layers=(1,)), probes.ProbeConfig(keep=0.3, layers=(2,), before=True)):
+        assert refused(model, config)
+    with pytest.raises(ValueError) as info:
+        vtprune.prune(model, "fastv", keep=0.3)
+    assert "\n" not in str(info.value) and "llm:" in str(info.value)
+    assert not language_model(model)._forward_pre_hooks
+    assert not any(layer._forward_pre_hooks or layer._forward_hooks for layer in language_model(model).layers)
+    vtprune.prune(model, "uniform", keep=0.3).remove()
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +70,6 @@ def _clean(model):
     yield
     if vtprune.active_handle(model) is not None:
         vtprune.active_handle(model).remove()
-
-
-def refused(model, config) -> bool:
-    """Whether the stages act before the model is done adding per-visual-token inputs
-    (Qwen3-VL's DeepStack, after its first decoder layers): ``prune`` must refuse them."""
-    deep = len(getattr(model.config.vision_config, "deepstack_visual_indexes", None) or ())
-    if min(config.layers) > deep:
-        return False
-    with pytest.raises(ValueError, match="DeepStack"):
-        vtprune.prune(model, config)
-    assert vtprune.active_handle(model) is None
-    return True
 
 
 def prompts_of(family):

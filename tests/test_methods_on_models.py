@@ -13,7 +13,7 @@ import vtprune
 from vtprune.pruning_methods.sparsevlm import schedule
 from vtprune.testing import make_batch
 
-from helpers import FAMILIES, FAMILY_IDS, greedy, image_token_counts, logits, refused_before_deepstack, unit_slots
+from helpers import FAMILIES, FAMILY_IDS, greedy, image_token_counts, logits, refused, unit_slots
 
 METHODS = [m["name"] for m in vtprune.methods() if m["name"] != "probe"]
 KEEPS = [0.111, 0.222, 0.333]
@@ -72,7 +72,7 @@ def sparsevlm_counts(handle) -> list[int]:
 @pytest.mark.parametrize("method", METHODS)
 def test_method_on_model(family, model, prompts, reference, method, keep):
     batch, reference_logits, reference_tokens = reference
-    if refused_before_deepstack(model, method, keep=keep):
+    if refused(model, method, keep=keep):
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ATP's text-tower fallback notice
@@ -122,7 +122,7 @@ def test_keep_all_is_the_unpatched_model(family, model, prompts, reference, meth
     """Every token kept (keep=1.0): the same logits and tokens, whatever positions mode
     the method defaults to (PDrop and SparseVLM renumber after each stage)."""
     batch, reference_logits, reference_tokens = reference
-    if refused_before_deepstack(model, method, keep=1.0):
+    if refused(model, method, keep=1.0):
         return
     handle = vtprune.prune(model, method, keep=1.0)
     try:

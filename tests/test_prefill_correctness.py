@@ -128,6 +128,8 @@ def test_uniform_keeps_the_lattice(family, model):
         grids = [(h // cell, w // cell) for h, w in batch["image_sizes"].tolist()]
     else:
         side = model.config.vision_config.image_size // model.config.vision_config.patch_size
+        pooled = getattr(model.config, "mm_tokens_per_image", None)  # Gemma 3 pools its patches
+        side = round(pooled**0.5) if pooled else side
         grids = [(side, side)] * 3
     kept = [k for sample in handle.last_keep for k in sample]
     assert len(kept) == len(grids) == 3
@@ -216,8 +218,9 @@ def test_cached_equals_manual_recomputation(family, model):
             assert int(token) == int(cached[step])
             current["input_ids"] = torch.cat((current["input_ids"], token), dim=1)
             current["attention_mask"] = torch.cat((current["attention_mask"], torch.ones_like(token)), dim=1)
-            if "mm_token_type_ids" in current:
-                current["mm_token_type_ids"] = torch.cat((current["mm_token_type_ids"], torch.zeros_like(token)), dim=1)
+            for types in ("mm_token_type_ids", "token_type_ids"):  # Qwen3-VL's, Gemma 3's
+                if types in current:
+                    current[types] = torch.cat((current[types], torch.zeros_like(token)), dim=1)
 
 
 def test_manual_cached_decoding_without_position_ids(family, model):

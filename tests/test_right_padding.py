@@ -12,7 +12,7 @@ import torch
 import vtprune
 from vtprune.testing import make_batch
 
-from helpers import FAMILIES, refused_before_deepstack
+from helpers import FAMILIES, refused
 
 METHODS = ["fastv", "pdrop", "coast", "sts", "sparsevlm", "dart"]
 PER_ROW = ("input_ids", "attention_mask", "mm_token_type_ids")
@@ -58,7 +58,7 @@ def test_right_padded_batch_selects_as_left_padded_and_singles(setup, method):
     left = make_batch(model, prompts)
     right = right_padded(left)
     assert not torch.equal(right["attention_mask"], left["attention_mask"])  # the padding did move
-    if refused_before_deepstack(model, method, keep=0.222):
+    if refused(model, method, keep=0.222):
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -22,7 +22,7 @@ from vtprune.models.qwen3_vl.tiny import tiny_qwen3_vl
 from vtprune.testing import Image, Video, make_batch
 
 import probes
-from helpers import greedy, image_features, image_slots, logits, refused_before_deepstack
+from helpers import greedy, image_features, image_slots, logits, refused
 from test_methods_on_models import expected_counts, sparsevlm_counts
 
 BUILDERS = {
@@ -200,7 +200,7 @@ def deepstack_inputs(model, batch, prompts, sample, index):
 @pytest.mark.parametrize("method", ["uniform", "visionzip", "fastv"])
 def test_keep_all_is_the_unpatched_model(model, reference, method):
     batch, reference_logits, reference_tokens = reference
-    if refused_before_deepstack(model, method, keep=1.0):
+    if refused(model, method, keep=1.0):
         return
     handle = vtprune.prune(model, method, keep=1.0)
     torch.testing.assert_close(logits(model, batch), reference_logits, atol=1e-10, rtol=0)
@@ -350,7 +350,7 @@ def test_videos_keep_leaves_videos_whole(model, prompts):
 
 def test_in_llm_stages_see_the_whole_video(model, prompts):
     """An in-LLM stage selects over all of a video's tokens at once (one grid)."""
-    if refused_before_deepstack(model, "probe"):
+    if refused(model, "probe"):
         config = probes.ProbeConfig(keep=0.3, layers=(model.config.text_config.num_hidden_layers - 1,))
     else:
         config = probes.ProbeConfig(keep=0.3)
@@ -401,7 +401,7 @@ def test_every_method_runs_on_images_and_videos(model10, prompts, method):
     model = model10
     prompts = prompts[:3]
     batch = make_batch(model, prompts)
-    if refused_before_deepstack(model, method, keep=0.3):
+    if refused(model, method, keep=0.3):
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

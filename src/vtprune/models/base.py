@@ -132,6 +132,11 @@ class ModelAdapter:
     def check_config_stages(cls, config: Any, stages: list) -> None:
         """Raise if the stages cannot run on a model with this config: a layer outside
         the language model, stages out of order, or a signal this adapter cannot give."""
+        # A refusal first: its reason holds whatever K is asked for.
+        inside = next((stage for stage in stages if stage.layer is not None), None)
+        reason = cls.inside_llm_refusal(config) if inside is not None else None
+        if reason is not None:
+            raise ValueError(f"stage {inside.where!r}: {reason}")
         num_layers = cls.shape_of(config).num_layers
         last = 0
         for stage in stages:
@@ -147,8 +152,6 @@ class ModelAdapter:
                         f"stages must run in order: 'pre_llm' first, then 'llm:K' with K increasing; "
                         f"got {[s.where for s in stages]}"
                     )
-                if "sliding_attention" in (getattr(config.text_config, "layer_types", None) or ()):
-                    raise ValueError("in-LLM stages need full-attention layers; this model uses sliding windows")
                 if not masks_per_layer():
                     import transformers
 
@@ -171,6 +174,15 @@ class ModelAdapter:
                     )
                 if at is not None and at != layer:
                     raise ValueError(f"stage {stage.where!r} cannot read {name!r}: only its own layer's signals")
+
+    @classmethod
+    def inside_llm_refusal(cls, config: Any) -> str | None:
+        """Why no stage can run inside this model's language model (``None``: they can).
+        Default: a decoder with sliding-window layers is refused, since a stage's mask
+        and RoPE tables are applied to every later layer alike."""
+        if "sliding_attention" in (getattr(config.text_config, "layer_types", None) or ()):
+            return "in-LLM stages need full-attention layers; this model uses sliding windows"
+        return None
 
     # -- where the images are ---------------------------------------------------------
     def image_token_mask(self, forward: Forward) -> torch.Tensor:
@@ -203,6 +215,19 @@ class ModelAdapter:
         """``positions="compact"``: renumber the kept tokens as if they were the whole
         sequence. 1-D RoPE: consecutive ids from the first real token's id."""
         return consecutive_ids(positions, mask.bool())
+
+    # -- the attention mask -----------------------------------------------------------------
+    def padding_mask(self, forward: Forward, kwargs: dict) -> Any:
+        """The 2-D (batch, tokens) mask the language model's call stands for; ``kwargs``
+        are its keyword arguments. Default: its ``attention_mask`` as given."""
+        return kwargs.get("attention_mask")
+
+    def language_model_mask(self, kwargs: dict, forward: Forward, compaction: Compaction | None) -> dict:
+        """``kwargs`` (the language model's, with the 2-D mask over the compacted cache
+        and chunk) with the mask in the form the language model takes; ``compaction``:
+        how a prefill's tokens were kept (``None`` for a later forward). Default: the
+        2-D mask, unchanged."""
+        return kwargs
 
     # -- inputs that travel with the visual tokens -----------------------------------------
     def compact_side_inputs(self, kwargs: dict, compaction: Compaction) -> dict:

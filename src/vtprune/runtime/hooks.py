@@ -162,7 +162,7 @@ class PruningHooks:
             return None  # the language model was called on its own: not ours to change
         past = cache_in(kwargs)
         state = self._caches.state_of(past)
-        mask = kwargs.get("attention_mask")
+        mask = self.adapter.padding_mask(forward, kwargs)  # the 2-D mask a prepared one was built from
         layout = self._layout(forward, embeds, mask)
         if layout is None and state is None:
             return None
@@ -175,7 +175,8 @@ class PruningHooks:
         past_len, length = cache_length(past), embeds.shape[1]
         if layout is None:
             self._binding = state
-            return args, decode_step(kwargs, state, mask, past_len, length, self.layer_stages)
+            kwargs = decode_step(kwargs, state, mask, past_len, length, self.layer_stages)
+            return args, self.adapter.language_model_mask(kwargs, forward, None)
         step = PrefillInput(forward, kwargs.get("position_ids"), mask, state, past_len, length)
         compacted = self.prefill(step)
         self._binding = compacted.state
@@ -183,7 +184,7 @@ class PruningHooks:
         kwargs = self.adapter.compact_side_inputs(kwargs, compacted.compaction)  # per-token inputs of the family
         if kwargs.get("cache_position") is not None:  # transformers releases that still pass it
             kwargs["cache_position"] = torch.arange(past_len, past_len + compacted.length, device=embeds.device)
-        return args, kwargs
+        return args, self.adapter.language_model_mask(kwargs, forward, compacted.compaction)
 
     def _layout(self, forward: Forward, embeds: torch.Tensor, mask: Any):
         """The images of this forward (``None``: none to prune), with what it brings."""

@@ -44,15 +44,17 @@ class Mistral3Adapter(ModelAdapter):
         self.merge = int(self.config.spatial_merge_size)
 
     @classmethod
-    def check_config_stages(cls, config: Any, stages: list) -> None:
-        # The window first: its reason is the one that holds whatever K is asked for.
+    def inside_llm_refusal(cls, config: Any) -> str | None:
         window = getattr(config.text_config, "sliding_window", None)
-        for stage in stages:
-            if stage.layer is not None and window is not None:
-                raise ValueError(
-                    f"stage {stage.where!r}: in-LLM stages need full-attention layers; this model's decoder "
-                    f"attends within a sliding window of {window} tokens (text_config.sliding_window)"
-                )
+        if window is None:
+            return None
+        return (
+            f"in-LLM stages need full-attention layers; this model's decoder attends within a sliding "
+            f"window of {window} tokens (text_config.sliding_window)"
+        )
+
+    @classmethod
+    def check_config_stages(cls, config: Any, stages: list) -> None:
         super().check_config_stages(config, stages)
         for stage in stages:
             vision = {parse_signal(name)[0] for name in stage.needs} & VISION_SIGNALS

@@ -424,3 +424,16 @@ def test_every_method_runs_on_images_and_videos(model10, prompts, method):
         assert torch.equal(greedy(model, batch, tokens=3, use_cache=False), tokens)
     finally:
         handle.remove()
+
+
+def test_bench_counts_each_frame_group_as_an_attention_block():
+    """The vision tower attends within each temporal patch of a video, so the bench's
+    MACs count a video as its frame groups, after the prompt's images."""
+    from vtprune.bench.flops import patches_per_image, vision_macs
+
+    model = tiny_qwen2_vl(layers=2)
+    batch = make_batch(model, [[3, Image(2, 3), 2, Video(3, 2, 2), 1]])
+    assert patches_per_image(model, batch) == [4 * 6, 4 * 4, 4 * 4, 4 * 4]
+    only_video = make_batch(model, [[3, Video(2, 2, 3), 1]])
+    assert patches_per_image(model, only_video) == [4 * 6, 4 * 6]
+    assert vision_macs(model, patches_per_image(model, only_video)) == 2 * vision_macs(model, [4 * 6])

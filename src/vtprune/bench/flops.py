@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 
 @dataclass(frozen=True)
 class LayerShape:
@@ -71,8 +73,11 @@ def patches_per_image(model, batch: dict) -> list[int]:
     counter = family_of(model).patches_per_image
     if counter is not None:
         return counter(model, batch)
-    if "image_grid_thw" in batch:
-        return [int(t * h * w) for t, h, w in batch["image_grid_thw"].tolist()]
+    if "image_grid_thw" in batch or "video_grid_thw" in batch:
+        images = [int(t * h * w) for t, h, w in batch.get("image_grid_thw", torch.empty(0, 3)).tolist()]
+        # The tower attends within each temporal patch of a video: one block per frame group.
+        frames = [int(h * w) for t, h, w in batch.get("video_grid_thw", torch.empty(0, 3)).tolist() for _ in range(int(t))]
+        return images + frames
     vision = model.config.vision_config
     # Sizes are ints or (height, width) pairs (InternVL).
     size, patch = (v if isinstance(v, (list, tuple)) else (v, v) for v in (vision.image_size, vision.patch_size))

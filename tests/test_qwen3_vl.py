@@ -227,3 +227,49 @@ def test_real_scale_config_and_vision_macs():
     merger = (n // 4) * (4 * d) * (4 * d) + (n // 4) * (4 * d) * 4096
     assert vision_macs(config, [n]) == 27 * block + 4 * merger
     assert vision_macs(config, [n, 0]) == vision_macs(config, [n])
+
+
+# the mixture-of-experts variant (Qwen3-VL-30B-A3B's structure) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moe64():
+    return tiny_qwen3_vl(layers=4, dtype=torch.float64, deepstack=(0,), moe=True)
+
+
+def test_moe_variant_keep_all_reference_cache_and_batches(moe64):
+    """Qwen3VLMoeForConditionalGeneration goes the same path: keep-all is the unpatched
+    model, the pruned prefill equals the language model on the kept tokens with their
+    DeepStack rows, cached equals uncached and a batch equals its prompts, for a pre-LLM
+    and an in-LLM method."""
+    from helpers import greedy
+
+    model = moe64
+    assert type(model).__name__ == "Qwen3VLMoeForConditionalGeneration"
+    batch = make_batch(model, PROMPTS)
+    reference, tokens = logits(model, batch), greedy(model, batch, tokens=4)
+    handle = vtprune.prune(model, "uniform", keep=1.0)
+    torch.testing.assert_close(logits(model, batch), reference, atol=1e-10, rtol=0)
+    assert torch.equal(greedy(model, batch, tokens=4), tokens)
+    handle.remove()
+    embeds, positions = full_embeddings(model, batch), full_positions(model, batch)
+    handle = vtprune.prune(model, "divprune", keep=0.3)
+    pruned = logits(model, {**batch, "position_ids": positions})
+    lm = model.model.language_model
+    for sample in range(len(PROMPTS)):
+        index = kept_sequence_index(model, batch, handle.last_keep, sample)
+        with torch.no_grad():
+            hidden = lm(
+                inputs_embeds=embeds[sample, index][None], position_ids=positions[..., sample : sample + 1, index],
+                **side_inputs(model, batch, sample, index),
+            ).last_hidden_state
+        torch.testing.assert_close(pruned[sample, -len(index):], model.lm_head(hidden)[0], atol=1e-10, rtol=1e-10)
+    handle.remove()
+    for method in ("divprune", "fastv"):
+        handle = vtprune.prune(model, method, keep=0.3)
+        cached = greedy(model, batch, tokens=4)
+        assert torch.equal(cached, greedy(model, batch, tokens=4, use_cache=False))
+        for i, prompt in enumerate(PROMPTS):
+            assert torch.equal(greedy(model, make_batch(model, [prompt], seeds=[i]), tokens=4)[0], cached[i])
+        handle.remove()
+    assert torch.equal(logits(model, batch), reference)

@@ -5,8 +5,8 @@ from ..listing import FamilyNames
 
 QWEN3_VL = FamilyNames(
     "qwen3_vl",
-    ("Qwen3VLForConditionalGeneration", "Qwen3VLModel"),
-    ("qwen3_vl",),
+    ("Qwen3VLForConditionalGeneration", "Qwen3VLModel", "Qwen3VLMoeForConditionalGeneration", "Qwen3VLMoeModel"),
+    ("qwen3_vl", "qwen3_vl_moe"),
     FAMILY_SIGNALS | VISION_SIGNALS,
     ("qwen3-vl-8b",),
 )

@@ -37,11 +37,12 @@ def image_tokens(model: nn.Module, part: Image | Video, gen: torch.Generator, im
 
 def tiny_qwen3_vl(
     seed: int = 0, dtype: torch.dtype = torch.float32, *, layers: int = DEFAULT_LAYERS, attn: str = "sdpa",
-    deepstack: tuple[int, ...] = (0,),
+    deepstack: tuple[int, ...] = (0,), moe: bool = False,
 ) -> nn.Module:
     """A Qwen3-VL model with interleaved M-RoPE and DeepStack: the output of each ViT
     block in ``deepstack`` is added to the visual tokens after the decoder layer of the
-    same rank. One DeepStack layer by default, so in-LLM stages from layer 2 on run."""
+    same rank. One DeepStack layer by default, so in-LLM stages from layer 2 on run.
+    ``moe``: the mixture-of-experts variant (``Qwen3VLMoeForConditionalGeneration``)."""
     import transformers as tf
 
     text = dict(
@@ -57,7 +58,13 @@ def tiny_qwen3_vl(
         deepstack_visual_indexes=list(deepstack),
     )
     ids = dict(image_token_id=250, video_token_id=251, vision_start_token_id=252, vision_end_token_id=253)
-    config = tf.Qwen3VLConfig(text_config=text, vision_config=vision, **ids)
+    if moe:  # Qwen3-VL-30B-A3B's structure: every decoder MLP a routed mixture of experts
+        text.update(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1)
+        config, model_class = tf.Qwen3VLMoeConfig(text_config=text, vision_config=vision, **ids), tf.Qwen3VLMoeForConditionalGeneration
+    else:
+        config, model_class = tf.Qwen3VLConfig(text_config=text, vision_config=vision, **ids), tf.Qwen3VLForConditionalGeneration
     torch.manual_seed(seed)
-    model = tf.Qwen3VLForConditionalGeneration._from_config(config, attn_implementation=attn)
+    # Experts one by one: the grouped matmul takes no float64 (the tests' references use it).
+    extra = {"experts_implementation": "eager"} if moe else {}
+    model = model_class._from_config(config, attn_implementation=attn, **extra)
     return finish(model, seed, dtype)

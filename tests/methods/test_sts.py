@@ -1,8 +1,9 @@
 import math
 
+import pytest
 import torch
 
-from vtprune.pruning_methods.sts import STSConfig, pool_size, select_instruction, select_structure
+from vtprune.pruning_methods.sts import STSConfig, pool_size, repulsion, select_instruction, select_structure
 from vtprune.registry import get_method
 from vtprune.signals import Signals
 
@@ -119,3 +120,54 @@ def test_two_stages_end_to_end() -> None:
         candidates = pool[i]
         expected = candidates[score[i, candidates].topk(10).indices].sort().values
         assert torch.equal(outcome.keep[i], expected)
+
+
+def stepwise_structure(signals: Signals, pool: int, config: STSConfig) -> torch.Tensor:
+    """Stage 1 as first written: each step computes the picked tokens' spatial and
+    feature terms afresh and masks the picked tokens before the argmin (float32)."""
+    n = signals.num_tokens
+    similarity = torch.nn.functional.normalize(signals.visual.float(), dim=-1, eps=1e-12)
+    similarity = similarity @ similarity.transpose(1, 2)
+    saliency = signals["vision_saliency"].float() if config.saliency == "vision" else signals.visual.float().norm(dim=-1)
+    coords = signals.coords
+    sigma_p = config.sigma_p if config.sigma_p is not None else max(signals.grid) / 4.0
+    image = torch.arange(signals.num_images)
+    chosen = torch.zeros(signals.num_images, n, dtype=torch.bool)
+    energy = torch.zeros(signals.num_images, n)
+    token, picks = saliency.argmax(dim=1), []
+    for step in range(pool):
+        picks.append(token)
+        chosen[image, token] = True
+        if step == pool - 1:
+            break
+        distance2 = ((coords - coords[image, token][:, None]) ** 2).sum(dim=-1)
+        spatial = torch.exp(-distance2 / sigma_p**2)
+        semantic = torch.exp(-(1.0 - similarity[image, token]) / config.sigma_f)
+        energy += config.w_p * spatial + config.w_f * semantic
+        token = energy.masked_fill(chosen, float("inf")).argmin(dim=1)
+    return torch.stack(picks, dim=1)
+
+
+@pytest.mark.parametrize("grid, images, pool, seed", [((5, 7), 2, 17, 0), ((12, 12), 1, 96, 1), ((9, 4), 3, 30, 2)])
+def test_stage_one_equals_the_step_by_step_update_exactly(grid, images, pool, seed) -> None:
+    # The precomputed pairwise rows give the same float32 energies, hence the same picks
+    # (ties included: rounded features make many equal cosines).
+    bank = SignalBank(images=images, grid=grid, text_lengths=(2,) * images, seed=seed)
+    bank["visual"] = bank["visual"].round() if seed == 0 else bank["visual"]
+    for config in (STSConfig(keep=4), STSConfig(keep=4, w_p=0.3, w_f=2.0, sigma_f=0.2, sigma_p=1.5, saliency="norm")):
+        signals = signals_for(bank, "visual", "vision_saliency")
+        expected = stepwise_structure(signals, pool, config)
+        assert torch.equal(select_structure(signals_for(bank, "visual", "vision_saliency"), pool, config), expected)
+
+
+def test_repulsion_rows_are_the_pairwise_terms() -> None:
+    bank = SignalBank(images=1, grid=(3, 4), text_lengths=(2,), seed=6)
+    config = STSConfig(keep=2, w_p=0.5, w_f=2.0, sigma_f=0.25)
+    pair = repulsion(signals_for(bank, "visual"), config)[0]
+    unit = torch.nn.functional.normalize(bank["visual"][0].double(), dim=-1)
+    coords = torch.tensor([[r, c] for r in range(3) for c in range(4)], dtype=torch.float64)
+    i, s = 5, 10  # (1, 1) and (2, 2): squared distance 2, sigma_p = 4 / 4
+    value = 0.5 * math.exp(-float(((coords[i] - coords[s]) ** 2).sum()) / 1.0) + 2.0 * math.exp(
+        -(1 - float(unit[i] @ unit[s])) / 0.25
+    )
+    assert pair[s, i].item() == pytest.approx(value, rel=1e-5)

@@ -26,40 +26,47 @@ import torch
 
 from ..configs.sts import STSConfig, pool_size  # noqa: F401 - importable beside the selection code
 from ..signals import Signals
-from .scoring import cosine_matrix, gather_rows, keep_all
+from .scoring import cosine_matrix, keep_all
+
+
+def repulsion(signals: Signals, config: STSConfig) -> torch.Tensor:
+    """(I, N, N) the energy term every pair of tokens adds: w_p exp(-|g_i - g_s|^2 / sigma_p^2)
+    + w_f exp(-(1 - cos(v_i, v_s)) / sigma_f), row s being what picking s adds to every i."""
+    coords = signals.coords
+    sigma_p = config.sigma_p if config.sigma_p is not None else max(signals.grid) / 4.0
+    distance2 = ((coords[:, :, None, :] - coords[:, None, :, :]) ** 2).sum(dim=-1)
+    spatial = torch.exp(-distance2 / sigma_p**2)
+    semantic = torch.exp(-(1.0 - cosine_matrix(signals.visual)) / config.sigma_f)
+    return config.w_p * spatial + config.w_f * semantic
 
 
 def select_structure(signals: Signals, pool: int, config: STSConfig) -> torch.Tensor:
     """Stage 1: greedy potential-energy minimisation over space and features, down to
-    ``pool`` tokens (M1 of these images, see :func:`pool_size`)."""
+    ``pool`` tokens (M1 of these images, see :func:`pool_size`).
+
+    The pairwise terms are computed once (one (I, N, N) tensor); each step then adds
+    the picked token's row to the running energy and takes the argmin of the tokens
+    not yet picked (picked ones hold +inf), a few tensor operations per step and no
+    host sync."""
     n = signals.num_tokens
     size = min(n, pool)
     if size >= n:
         return keep_all(signals)
-    visual = signals.visual
-    similarity = cosine_matrix(visual)
-    saliency = signals["vision_saliency"].float() if config.saliency == "vision" else visual.float().norm(dim=-1)
-    coords = signals.coords
-    sigma_p = config.sigma_p if config.sigma_p is not None else max(signals.grid) / 4.0
+    saliency = signals["vision_saliency"].float() if config.saliency == "vision" else signals.visual.float().norm(dim=-1)
+    pair = repulsion(signals, config)
 
     image = torch.arange(signals.num_images, device=signals.device)
-    chosen = torch.zeros(signals.num_images, n, dtype=torch.bool, device=signals.device)
     energy = torch.zeros(signals.num_images, n, device=signals.device)
+    picks = torch.empty(signals.num_images, size, dtype=torch.long, device=signals.device)
     token = saliency.argmax(dim=1)
-    picks = []
-    for step in range(size):
-        picks.append(token)
-        chosen[image, token] = True
+    for step in range(size):  # greedy: each pick depends on the previous ones
+        picks[:, step] = token
         if step == size - 1:
             break
-        where = gather_rows(coords, token[:, None])  # (I, 1, 2)
-        distance2 = ((coords - where) ** 2).sum(dim=-1)
-        cosine = similarity[image, token]
-        spatial = torch.exp(-distance2 / sigma_p**2)
-        semantic = torch.exp(-(1.0 - cosine) / config.sigma_f)
-        energy += config.w_p * spatial + config.w_f * semantic
-        token = energy.masked_fill(chosen, float("inf")).argmin(dim=1)
-    return torch.stack(picks, dim=1)
+        energy[image, token] = float("inf")
+        energy += pair[image, token]
+        token = energy.argmin(dim=1)
+    return picks
 
 
 def select_instruction(signals: Signals, budget: int, config: STSConfig) -> torch.Tensor:

@@ -54,6 +54,19 @@ def keys_for(parts: AttentionParts, hidden: torch.Tensor) -> torch.Tensor:
     return parts.k_proj(parts.norm(hidden))
 
 
+def rope_keys(
+    parts: AttentionParts, keys: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], samples: torch.Tensor
+) -> torch.Tensor:
+    """(B, L, H_kv * d) pre-RoPE keys -> (I, H_kv, L, d) float32 keys of the batch rows
+    ``samples`` after RoPE, as :func:`attention_rows` scores against them (computed once
+    per image group and stage, and shared by every set of query rows scored there)."""
+    cos, sin = rope
+    num_images, length = samples.shape[0], keys.shape[1]
+    k = keys[samples].view(num_images, length, parts.num_kv_heads, parts.head_dim)
+    k = k.permute(0, 2, 1, 3).float()  # (I, H_kv, L, d)
+    return apply_rope(k, cos[samples].float()[:, None], sin[samples].float()[:, None])
+
+
 def attention_rows(
     parts: AttentionParts,
     capture: LayerCapture,
@@ -64,6 +77,7 @@ def attention_rows(
     *,
     hidden: torch.Tensor | None = None,
     keys: torch.Tensor | None = None,
+    rotated: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Head-averaged attention probabilities of the given query rows over all keys.
 
@@ -74,6 +88,8 @@ def attention_rows(
     hidden, keys: the (B, L, D) states the queries come from and their (B, L, H_kv * d)
               pre-RoPE keys (default: the captured layer's input and ``k_proj`` output);
               given to score with another layer's projections (PDrop: the next layer's).
+    rotated:  those keys already through :func:`rope_keys` for ``samples`` (reused
+              between the query sets of one group; default: rotated here)
     returns:  (I, Q, L) float32; row q of image i sums to 1 over the keys it may see
     """
     hidden = capture.hidden_in if hidden is None else hidden
@@ -93,9 +109,7 @@ def attention_rows(
     q = apply_rope(q, q_cos, q_sin)
 
     # Keys: the layer's own k_proj output, rotated like the layer rotates them.
-    k = keys[samples].view(num_images, length, parts.num_kv_heads, parts.head_dim)
-    k = k.permute(0, 2, 1, 3).float()  # (I, H_kv, L, d)
-    k = apply_rope(k, cos[samples].float()[:, None], sin[samples].float()[:, None])
+    k = rope_keys(parts, keys, rope, samples) if rotated is None else rotated  # (I, H_kv, L, d)
 
     # Grouped-query attention without repeating the keys: each kv head serves G heads.
     allowed = torch.arange(length, device=queries.device)[None, None, :] <= queries[:, :, None]  # causal

@@ -14,12 +14,13 @@ import torch
 
 from ..pruning_methods.scoring import prompt_relevance
 from ..signals import VISION_SIGNALS, parse_signal
-from .attention_rows import attention_rows, keys_for, rotated_keys
+from .attention_rows import attention_rows, keys_for, rope_keys, rotated_keys
 from .layout import ImageGroup
 from .token_view import LayerCapture, TokenView
 
 if TYPE_CHECKING:
     from .adapter_protocol import FamilyAdapter
+    from .attention_rows import AttentionParts
     from .text_tower import TextTower
 
 _TEXT_LLM_SIGNALS = ("text_keys_rope", "text_hidden_norm", "text_hidden")
@@ -37,13 +38,14 @@ class SignalSource:
         if layer is not None:
             return self._llm_signal(base, layer, level, group)
         if name == "visual":
-            return rows_at(level.embeds, group.positions)
+            return level.embeds_at(group.positions)
         if name == "entry_visual":
             entry = level.entry if level.entry is not None else level
             return rows_at(entry.embeds, entry.layout.image_positions(list(group.images)))
-        if name in ("text_embeds", "text_mask"):
-            embeds, mask = instruction(level, group)[1:]
-            return embeds if name == "text_embeds" else mask
+        if name == "text_mask":
+            return instruction_rows(level, group)[1]
+        if name == "text_embeds":
+            return instruction(level, group)[1]
         if name == "text_relevance":
             return self._text_relevance(level, group)
         if name == "clip_relevance":
@@ -88,7 +90,7 @@ class SignalSource:
     def _text_rows(self, base: str, capture: LayerCapture, level: TokenView, group: ImageGroup) -> torch.Tensor:
         """A layer tensor at each image's instruction tokens (rows of ``text_mask``)."""
         whole = capture.hidden_out if base == "text_hidden" else self._derived(base.removeprefix("text_"), capture)
-        order, _, mask = instruction(level, group)
+        order, mask = instruction_rows(level, group)
         length = level.image.shape[1]
         sample = torch.div(group.positions[:, 0], length, rounding_mode="floor")
         rows = rows_at(whole, order + (sample * length)[:, None])
@@ -104,7 +106,8 @@ class SignalSource:
         last = last_real_column(level.attention_mask, samples, level.image.shape[1])[:, None]
         if base == "attn_last":
             parts = self.adapter.attention_parts(capture.layer)
-            rows = attention_rows(parts, capture, rope, samples, last, level.attention_mask)
+            rotated = _group_keys(group, parts, capture, rope, samples)
+            rows = attention_rows(parts, capture, rope, samples, last, level.attention_mask, rotated=rotated)
         else:
             parts = self.adapter.attention_parts(self.adapter.decoder_layers[layer])
             if "next_keys" not in capture.derived:
@@ -120,8 +123,9 @@ class SignalSource:
         samples, columns = _samples_and_columns(level, group)
         parts = self.adapter.attention_parts(capture.layer)
         rope = self.adapter.rope_tables(*capture.position_embeddings)
-        queries, _, mask = instruction(level, group)
-        rows = attention_rows(parts, capture, rope, samples, queries, level.attention_mask)
+        queries, mask = instruction_rows(level, group)
+        rotated = _group_keys(group, parts, capture, rope, samples)
+        rows = attention_rows(parts, capture, rope, samples, queries, level.attention_mask, rotated=rotated)
         picked = rows.gather(2, columns[:, None, :].expand(-1, queries.shape[1], -1))
         return picked * mask[..., None]
 
@@ -145,7 +149,7 @@ class SignalSource:
         if self.text_tower is not None:
             return self._clip_relevance(level, group)
         _, text, mask = instruction(level, group)
-        return prompt_relevance(rows_at(level.embeds, group.positions), text, mask)
+        return prompt_relevance(level.embeds_at(group.positions), text, mask)
 
     def _clip_relevance(self, level: TokenView, group: ImageGroup, select_layer: bool = False) -> torch.Tensor:
         """Cosine, in CLIP space, between each patch (post layer norm, projected) and the
@@ -161,13 +165,13 @@ class SignalSource:
         return (patches * text[:, None, :]).sum(-1)
 
 
-def instruction(level: TokenView, group: ImageGroup) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Positions (I, T), embeddings (I, T, D) and mask (I, T) of each image's
-    instruction tokens: the text after the image in its prompt (after the whole video
-    for a video's frame), or all of the prompt's text if the image comes last. Padded rows point at a real token."""
-    if "instruction" in group.cache:
-        return group.cache["instruction"]
-    embeds, length = level.embeds, level.image.shape[1]
+def instruction_rows(level: TokenView, group: ImageGroup) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions (I, T) and mask (I, T) of each image's instruction tokens: the text
+    after the image in its prompt (after the whole video for a video's frame), or all
+    of the prompt's text if the image comes last. Padded rows point at a real token."""
+    if "instruction_rows" in group.cache:
+        return group.cache["instruction_rows"]
+    length = level.image.shape[1]
     positions = group.positions
     sample = torch.div(positions[:, 0], length, rounding_mode="floor")
     last = positions.max(dim=1).values if group.last_position is None else group.last_position
@@ -177,15 +181,28 @@ def instruction(level: TokenView, group: ImageGroup) -> tuple[torch.Tensor, torc
         text &= level.row_ends[sample] == -1  # image tokens outside the grids are not text
     if level.attention_mask is not None:
         text &= level.attention_mask[sample].bool()
-    column = torch.arange(length, device=embeds.device)
+    column = torch.arange(length, device=positions.device)
     after = text & (column[None, :] > last_visual[:, None])
     rows = torch.where(after.any(-1, keepdim=True), after, text)
     count = rows.sum(-1)
     width = max(int(count.max()), 1)
     order = torch.argsort((~rows).to(torch.uint8), dim=1, stable=True)[:, :width]
-    mask = torch.arange(width, device=embeds.device)[None, :] < count[:, None]
+    mask = torch.arange(width, device=positions.device)[None, :] < count[:, None]
     order = torch.where(mask, order, order[:, :1])  # padded rows repeat a real token
-    gathered = rows_at(embeds, order + (sample * length)[:, None])
+    group.cache["instruction_rows"] = (order, mask)
+    return order, mask
+
+
+def instruction(level: TokenView, group: ImageGroup) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Positions (I, T), LLM-input embeddings (I, T, D) and mask (I, T) of each image's
+    instruction tokens (see :func:`instruction_rows`); padded rows are zeros. Only the
+    instruction's rows are gathered, not the level's whole sequence."""
+    if "instruction" in group.cache:
+        return group.cache["instruction"]
+    order, mask = instruction_rows(level, group)
+    length = level.image.shape[1]
+    sample = torch.div(group.positions[:, 0], length, rounding_mode="floor")
+    gathered = level.embeds_at(order + (sample * length)[:, None])
     result = (order, gathered * mask[..., None].to(gathered.dtype), mask)
     group.cache["instruction"] = result
     return result
@@ -195,7 +212,7 @@ def instruction_ids(level: TokenView, group: ImageGroup) -> list[list[int]]:
     """Token ids of each image's instruction (see :func:`instruction`), on the host."""
     if level.input_ids is None:
         raise RuntimeError("relevance in CLIP space needs the prompt as input_ids, not inputs_embeds")
-    order, _, mask = instruction(level, group)
+    order, mask = instruction_rows(level, group)
     length = level.image.shape[1]
     sample = torch.div(group.positions[:, 0], length, rounding_mode="floor")
     ids = level.input_ids[sample[:, None], order]
@@ -209,6 +226,17 @@ def last_real_column(mask: torch.Tensor | None, samples: torch.Tensor, length: i
         return torch.full_like(samples, length - 1)
     column = torch.arange(length, device=mask.device)
     return torch.where(mask[samples].bool(), column, -1).amax(dim=-1)
+
+
+def _group_keys(
+    group: ImageGroup, parts: "AttentionParts", capture: LayerCapture, rope: tuple[torch.Tensor, torch.Tensor],
+    samples: torch.Tensor,
+) -> torch.Tensor:
+    """The captured layer's keys after RoPE for the group's batch rows, computed once per
+    group and stage: the instruction rows and the last token's row score against the same."""
+    if "rotated_keys" not in group.cache:
+        group.cache["rotated_keys"] = rope_keys(parts, capture.keys, rope, samples)
+    return group.cache["rotated_keys"]
 
 
 def rows_at(x: torch.Tensor, flat_positions: torch.Tensor) -> torch.Tensor:

@@ -106,6 +106,16 @@ class TokenView:
             self._cache["embeds"] = flat[rows + self.origin]
         return self._cache["embeds"]
 
+    def embeds_at(self, flat_positions: torch.Tensor) -> torch.Tensor:
+        """:attr:`embeds` at flat (b * L + l) positions of any shape, gathering only
+        those rows from the language model's input (not the whole sequence)."""
+        width = self.input_embeds.shape[-1]
+        if self.capture is None or "embeds" in self._cache:
+            return self.embeds.reshape(-1, width)[flat_positions]
+        length, source = self.origin.shape[1], self.input_embeds.shape[1]
+        row = torch.div(flat_positions, length, rounding_mode="floor")
+        return self.input_embeds.reshape(-1, width)[row * source + self.origin.reshape(-1)[flat_positions]]
+
     @property
     def features(self) -> torch.Tensor:
         """The features a stage at this level selects among: LLM-input embeddings before

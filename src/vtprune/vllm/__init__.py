@@ -1,9 +1,9 @@
 """Serving pruned models with vLLM.
 
 vtprune is a vLLM plugin (entry point ``vllm.general_plugins``, installed with the
-package): in every vLLM process it registers model classes for LLaVA-1.5, Qwen2-VL and
-Qwen2.5-VL that prune visual tokens when the model's config carries a ``vtprune``
-entry, and behave exactly as vLLM's own classes when it does not::
+package): in every vLLM process it registers model classes for LLaVA-1.5, Qwen2-VL,
+Qwen2.5-VL and Qwen3-VL that prune visual tokens when the model's config carries a
+``vtprune`` entry, and behave exactly as vLLM's own classes when it does not::
 
     vllm serve llava-hf/llava-1.5-7b-hf --hf-overrides '{"vtprune": {"method": "divprune", "keep": 64}}'
 
@@ -32,6 +32,7 @@ ARCHITECTURES = {
     "LlavaForConditionalGeneration": "vtprune.vllm.llava:VtpruneLlavaForConditionalGeneration",
     "Qwen2VLForConditionalGeneration": "vtprune.vllm.qwen2_vl:VtpruneQwen2VLForConditionalGeneration",
     "Qwen2_5_VLForConditionalGeneration": "vtprune.vllm.qwen2_vl:VtpruneQwen2_5_VLForConditionalGeneration",
+    "Qwen3VLForConditionalGeneration": "vtprune.vllm.qwen3_vl:VtpruneQwen3VLForConditionalGeneration",
 }
 
 

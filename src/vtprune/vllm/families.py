@@ -57,7 +57,7 @@ def prepare_llava(model_config: Any) -> None:
 
 
 def qwen_plan(hf_config: Any) -> ServingPlan | None:
-    """The plan in a Qwen2-VL / Qwen2.5-VL config (``None``: stock), checked against the model.
+    """The plan in a Qwen2-VL / Qwen2.5-VL / Qwen3-VL config (``None``: stock), checked against the model.
 
     Image sizes vary, so the budget is resolved per image when its prompt is processed.
     ``positions="compact"`` cannot be served: a compact image spans max(kept rows, kept
@@ -72,6 +72,6 @@ def qwen_plan(hf_config: Any) -> ServingPlan | None:
     if not plan.original_positions:
         raise ServingError(
             f"{CONFIG_KEY}: positions={plan.config.positions!r} cannot be served on M-RoPE models (Qwen2-VL, "
-            "Qwen2.5-VL): the span of a compacted image is known only after selection; use positions='original'"
+            "Qwen2.5-VL, Qwen3-VL): the span of a compacted image is known only after selection; use positions='original'"
         )
     return plan

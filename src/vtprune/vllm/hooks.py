@@ -49,4 +49,5 @@ HOOKS = {
     "LlavaForConditionalGeneration": LlavaConfigHook,
     "Qwen2VLForConditionalGeneration": QwenConfigHook,
     "Qwen2_5_VLForConditionalGeneration": QwenConfigHook,
+    "Qwen3VLForConditionalGeneration": QwenConfigHook,
 }

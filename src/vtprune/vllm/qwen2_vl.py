@@ -141,13 +141,19 @@ class _ModelMixin(EncoderPositionsMixin):
                     prompt.update(prompt_signals(self.language_model, text, images, device))
                 return prompt[name][i : i + 1]
 
+            visual, levels = self._vtprune_levels(visual)
             kept, chosen = select_group(plan, grid, visual[None], ordinals[i : i + 1], signal)
             kept, chosen = kept[0], chosen[0]
             self.vtprune_last_keep.append(kept)
-            rows = kept.shape[0]
             offsets = torch.stack((torch.zeros_like(kept), kept // grid[1], kept % grid[1]))
-            out.append(torch.cat((chosen, encode(offsets, max(grid), chosen.dtype)), dim=-1))
+            rows = [chosen] + ([levels[kept]] if levels is not None else [])
+            out.append(torch.cat((*rows, encode(offsets, max(grid), chosen.dtype)), dim=-1))
         return tuple(out)
+
+    def _vtprune_levels(self, embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """An image's (N, D) LLM-input features, and the (N, D') features that travel
+        with each token beside them (None here; Qwen3-VL's DeepStack levels)."""
+        return embeds, None
 
     def _capture(self, captures: dict[str, Any]) -> list[Any]:
         attn = self.visual.blocks[-1].attn

@@ -65,6 +65,8 @@ class TrainSettings:
     subset_hold: int = 6300
     subset_ramp: int = 700
     grounding_weight: float = 1.0  # weight of the grounding losses throughout stage 2 (see training.grounding)
+    # The grounding terms used (training.hops.TERMS); grounding_weight 0 is the control run without any.
+    grounding_terms: tuple[str, ...] = ("look", "count", "bind", "read", "locate")
     # Stage 2 keeps the vision tower of stage 1 frozen: what it learnt from dense
     # labels is what the answers need, and without its backward pass a step costs half.
     freeze_vision: bool = True
@@ -88,7 +90,7 @@ def _loss_weights(settings: TrainSettings, step: int) -> LossWeights:
     """The loss weights at stage 2 step ``step``; stage 1 uses their tower part."""
     return LossWeights(
         scene=settings.scene_weight, patch=settings.patch_weight, position=settings.position_weight,
-        grounding=settings.grounding_weight, vision=not settings.freeze_vision,
+        grounding=settings.grounding_weight, vision=not settings.freeze_vision, terms=settings.grounding_terms,
     )
 
 

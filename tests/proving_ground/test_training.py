@@ -291,3 +291,25 @@ def test_the_control_run_has_no_grounding_and_terms_are_checked():
     assert no_read[0][2] < 25.93568 - 0.1  # the read term's share is gone
     with pytest.raises(ValueError, match="unknown grounding term"):
         _three_steps(LossWeights(grounding=1.0, terms=("look", "lookk")))
+
+
+def test_settings_carry_their_help_and_the_command_line_is_built_from_them():
+    from dataclasses import fields
+    import json
+
+    from vtprune.proving_ground import checkpoint_path
+    from vtprune.proving_ground.train import build_parser
+    from vtprune.proving_ground.training.trainer import TrainSettings, setting_help
+
+    assert setting_help("subset_hold") == "stage 2 steps on that subset"
+    with pytest.raises(ValueError, match="no setting 'stepz'"):
+        setting_help("stepz")
+    assert all(f.metadata.get("help") for f in fields(TrainSettings) if f.name != "size")
+    args = build_parser().parse_args(["--steps", "12", "--grounding-terms", "look", "read", "--grounding-weight", "0"])
+    assert (args.steps, args.grounding_terms, args.grounding_weight) == (12, ["look", "read"], 0.0)
+    # the defaults are still those of the bundled checkpoint's run
+    recorded = json.loads((checkpoint_path() / "training.json").read_text())["settings"]
+    defaults = TrainSettings()
+    for f in fields(TrainSettings):
+        if f.name in recorded and f.name != "size":
+            assert getattr(defaults, f.name) == recorded[f.name], f.name

@@ -248,3 +248,68 @@ def test_count_head_targets_are_bos_and_the_middle_of_each_counted_object(count,
         assert len(middles) == count
     # the look hop has nothing to look at for a zero count, and each box otherwise
     assert len(words.rows) == (0 if count == 0 else 2)
+
+
+def _three_steps(weights):
+    """Total, answer and grounding loss of three AdamW steps of a 3-layer model on two train scenes."""
+    size = ModelSize(vision_hidden=32, vision_layers=1, vision_heads=2, vision_mlp=64,
+                     text_hidden=32, text_layers=3, text_heads=4, text_kv_heads=2, text_mlp=64)
+    torch.manual_seed(0)
+    processor = build_processor()
+    model = build_model(size, processor)
+    heads = AuxiliaryHeads(size.vision_hidden, size.text_hidden)
+    packer = Packer(processor.tokenizer)
+    scenes, questions = zip(*(scene_questions("train", i) for i in range(2)))
+    batch = packer.pack([[(qa.question, qa.answer) for qa in per] for per in questions])
+    pixels = pixel_values([render(s) for s in scenes])
+    scene, patches = scene_targets(list(scenes)), patch_targets(list(scenes))
+    words = anchors(batch, questions)
+    optimizer = torch.optim.AdamW(list(model.parameters()) + list(heads.parameters()), lr=1e-2)
+    out = []
+    for _ in range(3):
+        losses = packed_losses(model, heads, pixels, batch, scene, patches, words, weights)
+        optimizer.zero_grad()
+        losses.total.backward()
+        optimizer.step()
+        out.append([losses.total.item(), losses.answer.item(), losses.grounding.item()])
+    return out
+
+
+def test_registered_terms_reproduce_the_losses_of_the_unregistered_objective():
+    # Recorded with the objective as it was before its grounding terms were registered
+    # by name (same seed, model, scenes and routing).
+    before = [[32.91579, 4.34656, 25.93568], [32.80426, 4.20158, 26.24756], [34.49707, 4.29406, 28.19282]]
+    assert torch.allclose(torch.tensor(_three_steps(LossWeights(grounding=1.0))), torch.tensor(before), atol=2e-5)
+
+
+def test_the_control_run_has_no_grounding_and_terms_are_checked():
+    control = _three_steps(LossWeights(grounding=0.0))
+    assert [step[2] for step in control] == [0.0, 0.0, 0.0]
+    assert all(abs(total - answer) > 1.0 for total, answer, _ in control)  # the tower losses remain
+    assert control[0][1] == pytest.approx(4.34656, abs=2e-5)  # the same first answer loss
+    no_read = _three_steps(LossWeights(grounding=1.0, terms=("look", "count", "bind", "locate")))
+    assert no_read[0][2] < 25.93568 - 0.1  # the read term's share is gone
+    with pytest.raises(ValueError, match="unknown grounding term"):
+        _three_steps(LossWeights(grounding=1.0, terms=("look", "lookk")))
+
+
+def test_settings_carry_their_help_and_the_command_line_is_built_from_them():
+    from dataclasses import fields
+    import json
+
+    from vtprune.proving_ground import checkpoint_path
+    from vtprune.proving_ground.train import build_parser
+    from vtprune.proving_ground.training.trainer import TrainSettings, setting_help
+
+    assert setting_help("subset_hold") == "stage 2 steps on that subset"
+    with pytest.raises(ValueError, match="no setting 'stepz'"):
+        setting_help("stepz")
+    assert all(f.metadata.get("help") for f in fields(TrainSettings) if f.name != "size")
+    args = build_parser().parse_args(["--steps", "12", "--grounding-terms", "look", "read", "--grounding-weight", "0"])
+    assert (args.steps, args.grounding_terms, args.grounding_weight) == (12, ["look", "read"], 0.0)
+    # the defaults are still those of the bundled checkpoint's run
+    recorded = json.loads((checkpoint_path() / "training.json").read_text())["settings"]
+    defaults = TrainSettings()
+    for f in fields(TrainSettings):
+        if f.name in recorded and f.name != "size":
+            assert getattr(defaults, f.name) == recorded[f.name], f.name

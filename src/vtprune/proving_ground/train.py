@@ -13,26 +13,10 @@ from typing import Sequence
 
 from .training.trainer import TrainSettings, save_checkpoint, train
 
-_OPTIONS = {  # settings exposed on the command line, with their help
-    "vision_steps": "stage 1 steps: the vision tower alone",
-    "vision_batch": "images per stage 1 step",
-    "vision_lr": "stage 1 peak learning rate",
-    "steps": "stage 2 steps: the whole model",
-    "batch": "images per stage 2 step",
-    "questions_per_family": "questions asked of each image per family in stage 2",
-    "lr": "stage 2 peak learning rate",
-    "warmup": "warm-up steps of each stage",
-    "subset_tokens": "visual tokens per image at the start of stage 2",
-    "subset_hold": "stage 2 steps on that subset",
-    "subset_ramp": "stage 2 steps over which the subset grows to all 576 tokens",
-    "position_weight": "stage 1 weight of the object-token position loss (0: off)",
-    "position_norm": "length of the 2-D sin/cos start of the position embeddings (0: random start)",
-    "grounding_weight": "weight of the grounding loss (0: off)",
-    "seed": "initialisation seed",
-    "threads": "torch CPU threads",
-    "eval_every": "stage 2 steps between validation passes",
-    "val_images": "validation scenes per pass",
-}
+
+def _options() -> list:
+    """The settings on the command line: every field with help text not marked ``cli=False``."""
+    return [f for f in fields(TrainSettings) if f.metadata.get("cli")]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,16 +25,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vtprune.proving_ground.train", description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("proving-ground-checkpoint"),
                         help="folder for the checkpoint (default: ./proving-ground-checkpoint)")
-    for name, text in _OPTIONS.items():
-        kind = float if types[name] in (float, "float") else int
-        default = getattr(defaults, name)
-        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=default, help=f"{text} (default {default})")
+    for f in _options():
+        default = getattr(defaults, f.name)
+        flag, text = "--" + f.name.replace("_", "-"), f.metadata["help"]
+        if isinstance(default, tuple):
+            parser.add_argument(flag, nargs="*", default=default, help=f"{text} (default {' '.join(default)})")
+        else:
+            kind = float if types[f.name] in (float, "float") else int
+            parser.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
     return parser
+
+
+def _value(value):
+    return tuple(value) if isinstance(value, list) else value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = TrainSettings(**{name: getattr(args, name) for name in _OPTIONS})
+    settings = TrainSettings(**{f.name: _value(getattr(args, f.name)) for f in _options()})
     model, processor, record = train(settings)
     save_checkpoint(model, processor, record, args.output)
     print(f"saved to {args.output} after {record['wall_seconds'] / 60:.1f} min")

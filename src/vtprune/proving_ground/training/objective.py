@@ -28,6 +28,7 @@ only and are not part of the checkpoint:
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -38,8 +39,9 @@ from transformers import LlavaForConditionalGeneration
 
 from ..scenes import GRID, Scene
 from ..vocabulary import BACKGROUND_COLOURS, GLYPHS, OBJECT_COLOURS, SHAPES
-from .grounding import capture_attention_input, even_attention_loss, focus_attention_loss
-from .locating import LocationHeads, capture_layer_outputs, location_loss
+from .grounding import capture_attention_input
+from .hops import TERMS, HopInputs, active_terms, grounding_loss
+from .locating import LocationHeads, capture_layer_outputs
 from .packing import IGNORE, PackedBatch
 from .positions import unit_coordinate
 
@@ -227,6 +229,8 @@ class LossWeights:
     read_layer: int = 2
     read_heads: tuple[int, int] = (1, 2)  # one for the first anchor word, one for the last
     vision: bool = True
+    # The grounding terms used (see training.hops), each with its own target.
+    terms: tuple[str, ...] = ("look", "count", "bind", "read", "locate")
 
     def tower_total(self, losses: TowerLosses) -> torch.Tensor:
         return self.scene * losses.scene + self.patch * losses.patch + self.position * losses.position
@@ -248,49 +252,28 @@ def packed_losses(
     ``anchors``: the question words the grounding loss supervises (``batches.Anchors``).
     """
     layers = model.model.language_model.layers
-    bind, look, read = (layers[i].self_attn for i in (weights.bind_layer, weights.look_layer, weights.read_layer))
-    with capture_attention_input(bind) as seen_bind, capture_attention_input(look) as seen_look, \
-            capture_attention_input(read) as seen_read, \
-            capture_layer_outputs(layers, (weights.look_layer, weights.read_layer)) as outputs:
+    names = active_terms(weights, heads)
+    read_from = sorted({layer for name in names for layer in TERMS[name].layers(weights)})
+    with ExitStack() as stack:
+        seen = {i: stack.enter_context(capture_attention_input(layers[i].self_attn)) for i in read_from}
+        outputs = stack.enter_context(capture_layer_outputs(layers, (weights.look_layer, weights.read_layer)))
         selected, hidden = forward_packed(model, pixel_values, batch, train_vision=weights.vision)
     rows, cols = (batch.labels != IGNORE).nonzero(as_tuple=True)  # only these need the LM head
     logits = model.lm_head(hidden[rows, cols])
     labels = batch.labels[rows, cols]
     answer_loss = F.cross_entropy(logits, labels)
     tower = heads.losses(selected, scene, patches) if weights.vision else None
-    grounding_loss = answer_loss.new_zeros(())
-    if weights.grounding > 0:
-        grounding_loss = focus_attention_loss(
-            look, seen_look, batch, anchors.rows, anchors.cols, anchors.focus, weights.look_head,
-        )
-        if weights.count_head is not None:
-            grounding_loss = grounding_loss + even_attention_loss(
-                look, seen_look, batch, anchors.count_rows, anchors.count_cols, anchors.count_targets,
-                weights.count_head,
-            )
-        length = batch.input_ids.shape[1]
-        positions = torch.arange(length)
-        if weights.bind_head is not None:  # each anchor word reads the word before it
-            grounding_loss = grounding_loss + focus_attention_loss(
-                bind, seen_bind, batch, anchors.rows, anchors.cols, positions[None] == anchors.cols[:, None] - 1,
-                weights.bind_head, keys=slice(0, length),
-            )
-        for head, word in zip(weights.read_heads, (anchors.first_word, anchors.last_word)):
-            grounding_loss = grounding_loss + 0.5 * focus_attention_loss(
-                read, seen_read, batch, anchors.answer_rows, anchors.answer_cols, positions[None] == word[:, None],
-                head, keys=slice(0, length),
-            )
-        if heads.location is not None:
-            grounding_loss = grounding_loss + location_loss(
-                heads.location, outputs[weights.look_layer], outputs[weights.read_layer], anchors,
-            )
+    ground = answer_loss.new_zeros(())
+    if names:
+        inputs = HopInputs(batch, anchors, weights, {i: layers[i].self_attn for i in read_from}, seen, outputs, heads)
+        ground = grounding_loss(inputs, names)
     with torch.no_grad():
         # Targets alternate answer, EOS within each block (see packing).
         correct = (logits[0::2].argmax(-1) == labels[0::2]).float().mean().item()
-    total = answer_loss + weights.grounding * grounding_loss
+    total = answer_loss + weights.grounding * ground
     if tower is not None:
         total = total + weights.tower_total(tower)
-    return Losses(total, answer_loss, tower, grounding_loss, correct)
+    return Losses(total, answer_loss, tower, ground, correct)
 
 
 def vision_losses(

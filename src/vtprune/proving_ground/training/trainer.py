@@ -20,7 +20,7 @@ import json
 import math
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -40,38 +40,54 @@ from .prefetch import QuestionJob, VisionJob, prefetched
 VISION_SCENES_START = 10_000_000
 
 
+def _setting(default, text: str, cli: bool = True):
+    """A settings field with its help text; ``cli`` False: not on the command line."""
+    kind = dict(default_factory=lambda: default) if isinstance(default, tuple) else dict(default=default)
+    return field(**kind, metadata={"help": text, "cli": cli})
+
+
+def setting_help(name: str) -> str:
+    """The help text of the setting ``name``."""
+    known = {f.name: f for f in fields(TrainSettings)}
+    if name not in known:
+        raise ValueError(f"name: no setting {name!r}; known: {sorted(known)}")
+    return known[name].metadata.get("help", "the model's widths and depths")
+
+
 @dataclass
 class TrainSettings:
-    vision_steps: int = 600  # stage 1: vision tower alone
-    vision_batch: int = 16
-    vision_lr: float = 3e-3
-    steps: int = 7000  # stage 2: the whole model
-    batch: int = 16  # images per step
-    questions_per_family: int = 2  # questions asked of each image, per family
-    lr: float = 2e-3
-    warmup: int = 100
-    final_lr_ratio: float = 0.05
-    weight_decay: float = 0.05
-    clip_norm: float = 1.0
-    scene_weight: float = 0.5  # weight of the CLS scene loss
-    patch_weight: float = 0.5  # weight of the per-token patch loss
-    position_weight: float = 1.0  # weight of the object-token position loss
-    # Length of each token's vector in the 2-D sin/cos table the position embeddings
-    # start from (see training.positions); 0 keeps the random initialisation.
-    position_norm: float = 2.0
-    # Visual tokens per image in stage 2 (see training.curriculum): a subset of
-    # `subset_tokens` for `subset_hold` steps, then growing to all over `subset_ramp` steps.
-    subset_tokens: int = 112
-    subset_hold: int = 6300
-    subset_ramp: int = 700
-    grounding_weight: float = 1.0  # weight of the grounding losses throughout stage 2 (see training.grounding)
-    # Stage 2 keeps the vision tower of stage 1 frozen: what it learnt from dense
-    # labels is what the answers need, and without its backward pass a step costs half.
-    freeze_vision: bool = True
-    seed: int = 0
-    threads: int = 2
-    eval_every: int = 500
-    val_images: int = 96
+    """Every setting of a run, each with its help text (``help(name)``; the command line
+    of ``python -m vtprune.proving_ground.train`` is built from them)."""
+
+    vision_steps: int = _setting(600, "stage 1 steps: the vision tower alone")
+    vision_batch: int = _setting(16, "images per stage 1 step")
+    vision_lr: float = _setting(3e-3, "stage 1 peak learning rate")
+    steps: int = _setting(7000, "stage 2 steps: the whole model")
+    batch: int = _setting(16, "images per stage 2 step")
+    questions_per_family: int = _setting(2, "questions asked of each image per family in stage 2")
+    lr: float = _setting(2e-3, "stage 2 peak learning rate")
+    warmup: int = _setting(100, "warm-up steps of each stage")
+    final_lr_ratio: float = _setting(0.05, "learning rate at the end of each stage, as a share of its peak")
+    weight_decay: float = _setting(0.05, "AdamW weight decay of the matrices")
+    clip_norm: float = _setting(1.0, "gradient norm clip")
+    scene_weight: float = _setting(0.5, "weight of the CLS scene loss")
+    patch_weight: float = _setting(0.5, "weight of the per-token patch loss")
+    position_weight: float = _setting(1.0, "stage 1 weight of the object-token position loss (0: off)")
+    position_norm: float = _setting(
+        2.0, "length of the 2-D sin/cos start of the position embeddings (0: random start; see training.positions)")
+    subset_tokens: int = _setting(112, "visual tokens per image at the start of stage 2 (see training.curriculum)")
+    subset_hold: int = _setting(6300, "stage 2 steps on that subset")
+    subset_ramp: int = _setting(700, "stage 2 steps over which the subset grows to all 576 tokens")
+    grounding_weight: float = _setting(1.0, "weight of the grounding terms in stage 2 (0: the control run without them)")
+    grounding_terms: tuple[str, ...] = _setting(
+        ("look", "count", "bind", "read", "locate"), "grounding terms used, by name (see training.hops)")
+    freeze_vision: bool = _setting(
+        True, "stage 2 keeps the stage 1 vision tower frozen (without its backward pass a step costs half)",
+        cli=False)
+    seed: int = _setting(0, "initialisation seed")
+    threads: int = _setting(2, "torch CPU threads")
+    eval_every: int = _setting(500, "stage 2 steps between validation passes")
+    val_images: int = _setting(96, "validation scenes per pass")
     size: ModelSize = field(default_factory=ModelSize)
 
 
@@ -88,7 +104,7 @@ def _loss_weights(settings: TrainSettings, step: int) -> LossWeights:
     """The loss weights at stage 2 step ``step``; stage 1 uses their tower part."""
     return LossWeights(
         scene=settings.scene_weight, patch=settings.patch_weight, position=settings.position_weight,
-        grounding=settings.grounding_weight, vision=not settings.freeze_vision,
+        grounding=settings.grounding_weight, vision=not settings.freeze_vision, terms=settings.grounding_terms,
     )
 
 

@@ -313,3 +313,20 @@ def test_settings_carry_their_help_and_the_command_line_is_built_from_them():
     for f in fields(TrainSettings):
         if f.name in recorded and f.name != "size":
             assert getattr(defaults, f.name) == recorded[f.name], f.name
+
+
+def test_the_hops_layers_and_the_model_size_are_settings():
+    from vtprune.proving_ground.train import build_parser, model_size
+    from vtprune.proving_ground.training.trainer import TrainSettings, _loss_weights
+
+    args = build_parser().parse_args(["--look-layer", "3", "--read-layer", "4", "--bind-layer", "2",
+                                      "--size", "text_layers=6"])
+    assert (args.bind_layer, args.look_layer, args.read_layer) == (2, 3, 4)
+    size = model_size(args.size)
+    assert size.text_layers == 6 and size.text_hidden == ModelSize().text_hidden
+    weights = _loss_weights(TrainSettings(bind_layer=2, look_layer=3, read_layer=4), step=0)
+    assert (weights.bind_layer, weights.look_layer, weights.read_layer) == (2, 3, 4)
+    defaults = _loss_weights(TrainSettings(), step=0)
+    assert (defaults.bind_layer, defaults.look_layer, defaults.read_layer) == (0, 1, 2)  # the bundled run's
+    with pytest.raises(SystemExit, match="--size: expected FIELD=INTEGER"):
+        model_size(["text_layer=6"])

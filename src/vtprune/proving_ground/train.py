@@ -7,10 +7,11 @@ new folder, so the bundled one is only replaced when asked for explicitly).
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Sequence
 
+from .model import ModelSize
 from .training.trainer import TrainSettings, save_checkpoint, train
 
 
@@ -33,7 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kind = float if types[f.name] in (float, "float") else int
             parser.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
+    sizes = ", ".join(f"{f.name}={getattr(ModelSize(), f.name)}" for f in fields(ModelSize))
+    parser.add_argument("--size", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help=f"widths and depths of the two towers that differ from the defaults ({sizes})")
     return parser
+
+
+def model_size(pairs: Sequence[str]) -> ModelSize:
+    """``["text_layers=6", ...]`` -> the default :class:`ModelSize` with those fields changed."""
+    known = {f.name for f in fields(ModelSize)}
+    changes = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in known or not value.isdigit():
+            raise SystemExit(f"--size: expected FIELD=INTEGER with FIELD one of {sorted(known)}; got {pair!r}")
+        changes[name] = int(value)
+    return replace(ModelSize(), **changes)
 
 
 def _value(value):
@@ -42,7 +58,7 @@ def _value(value):
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = TrainSettings(**{f.name: _value(getattr(args, f.name)) for f in _options()})
+    settings = TrainSettings(**{f.name: _value(getattr(args, f.name)) for f in _options()}, size=model_size(args.size))
     model, processor, record = train(settings)
     save_checkpoint(model, processor, record, args.output)
     print(f"saved to {args.output} after {record['wall_seconds'] / 60:.1f} min")

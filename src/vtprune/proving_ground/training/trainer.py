@@ -81,6 +81,9 @@ class TrainSettings:
     grounding_weight: float = _setting(1.0, "weight of the grounding terms in stage 2 (0: the control run without them)")
     grounding_terms: tuple[str, ...] = _setting(
         ("look", "count", "bind", "read", "locate"), "grounding terms used, by name (see training.hops)")
+    bind_layer: int = _setting(0, "decoder layer of the bind hop (colour word onto its noun)")
+    look_layer: int = _setting(1, "decoder layer of the look and count hops (the noun's attention on its object)")
+    read_layer: int = _setting(2, "decoder layer of the read hop (the answer position's attention on the nouns)")
     freeze_vision: bool = _setting(
         True, "stage 2 keeps the stage 1 vision tower frozen (without its backward pass a step costs half)",
         cli=False)
@@ -105,6 +108,7 @@ def _loss_weights(settings: TrainSettings, step: int) -> LossWeights:
     return LossWeights(
         scene=settings.scene_weight, patch=settings.patch_weight, position=settings.position_weight,
         grounding=settings.grounding_weight, vision=not settings.freeze_vision, terms=settings.grounding_terms,
+        bind_layer=settings.bind_layer, look_layer=settings.look_layer, read_layer=settings.read_layer,
     )
 
 

@@ -330,3 +330,22 @@ def test_the_hops_layers_and_the_model_size_are_settings():
     assert (defaults.bind_layer, defaults.look_layer, defaults.read_layer) == (0, 1, 2)  # the bundled run's
     with pytest.raises(SystemExit, match="--size: expected FIELD=INTEGER"):
         model_size(["text_layer=6"])
+
+
+def test_stage_2_can_start_from_a_trained_vision_tower(tmp_path):
+    from vtprune.proving_ground import load
+    from vtprune.proving_ground.train import build_parser
+    from vtprune.proving_ground.training.trainer import TrainSettings, train
+
+    assert build_parser().parse_args(["--vision-from", "bundled"]).vision_from == "bundled"
+    settings = TrainSettings(vision_from="bundled", steps=1, batch=2, warmup=1, subset_tokens=64, subset_hold=1,
+                             subset_ramp=1, eval_every=100, val_images=2, threads=1, grounding_weight=0.0, look_layer=0, read_layer=1,
+                             size=ModelSize(text_hidden=32, text_layers=2, text_heads=2, text_kv_heads=1, text_mlp=64))
+    model, _, record = train(settings)
+    bundled, _ = load()
+    for (name, mine), theirs in zip(model.model.vision_tower.state_dict().items(),
+                                    bundled.model.vision_tower.state_dict().values()):
+        assert torch.equal(mine, theirs), name  # frozen in stage 2: still the bundled tower
+    assert record["vision_stage_seconds"] < 60
+    with pytest.raises(ValueError, match="vision_from: the vision tower"):
+        train(TrainSettings(vision_from="bundled", steps=1, size=TINY))

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         if isinstance(default, tuple):
             parser.add_argument(flag, nargs="*", default=default, help=f"{text} (default {' '.join(default)})")
         else:
-            kind = float if types[f.name] in (float, "float") else int
+            kind = {"float": float, "str": str}.get(getattr(types[f.name], "__name__", types[f.name]), int)
             parser.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
     sizes = ", ".join(f"{f.name}={getattr(ModelSize(), f.name)}" for f in fields(ModelSize))
     parser.add_argument("--size", nargs="*", default=[], metavar="FIELD=VALUE",

@@ -84,6 +84,9 @@ class TrainSettings:
     bind_layer: int = _setting(0, "decoder layer of the bind hop (colour word onto its noun)")
     look_layer: int = _setting(1, "decoder layer of the look and count hops (the noun's attention on its object)")
     read_layer: int = _setting(2, "decoder layer of the read hop (the answer position's attention on the nouns)")
+    vision_from: str = _setting(
+        "", "checkpoint folder whose vision tower stage 2 starts from, stage 1 skipped ('bundled': the bundled "
+        "checkpoint's, same vision size; '': stage 1 trains one)")
     freeze_vision: bool = _setting(
         True, "stage 2 keeps the stage 1 vision tower frozen (without its backward pass a step costs half)",
         cli=False)
@@ -191,6 +194,19 @@ def _train_vision(model: LlavaForConditionalGeneration, heads: AuxiliaryHeads, s
     bar.close()
 
 
+def _load_vision_tower(model: LlavaForConditionalGeneration, source: str) -> None:
+    """Copy the vision tower of the checkpoint at ``source`` ('bundled': the bundled one)
+    into ``model``; the towers must have the same widths and depths."""
+    from ..checkpoint import checkpoint_path, load
+
+    folder = checkpoint_path() if source == "bundled" else Path(source)
+    trained, _ = load(path=folder)
+    try:
+        model.model.vision_tower.load_state_dict(trained.model.vision_tower.state_dict())
+    except RuntimeError as error:
+        raise ValueError(f"vision_from: the vision tower at {folder} does not fit this model's size ({error})") from None
+
+
 def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, LlavaProcessor, dict]:
     """Train a model; returns it (float32), its processor, and a record of the run."""
     torch.set_num_threads(settings.threads)
@@ -204,7 +220,10 @@ def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, Llava
     model.train()
     start = time.perf_counter()
 
-    _train_vision(model, heads, settings)
+    if settings.vision_from:
+        _load_vision_tower(model, settings.vision_from)
+    else:
+        _train_vision(model, heads, settings)
     vision_seconds = time.perf_counter() - start
 
     if settings.freeze_vision:

@@ -67,6 +67,22 @@ def rope_keys(
     return apply_rope(k, cos[samples].float()[:, None], sin[samples].float()[:, None])
 
 
+def _rotated_queries(
+    parts: AttentionParts, hidden: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], samples: torch.Tensor,
+    queries: torch.Tensor,
+) -> torch.Tensor:
+    """(I, H_kv, G, Q, d) float32 queries of the requested rows after RoPE: only those rows
+    are projected, with the layer's own norm and q_proj."""
+    cos, sin = rope
+    (num_images, num_queries), groups = queries.shape, parts.num_heads // parts.num_kv_heads
+    rows = hidden[samples[:, None], queries]  # (I, Q, D)
+    q = parts.q_proj(parts.norm(rows)).view(num_images, num_queries, parts.num_kv_heads, groups, parts.head_dim)
+    q = q.permute(0, 2, 3, 1, 4).float()
+    q_cos = cos[samples[:, None], queries].float()[:, None, None]
+    q_sin = sin[samples[:, None], queries].float()[:, None, None]
+    return apply_rope(q, q_cos, q_sin)
+
+
 def attention_rows(
     parts: AttentionParts,
     capture: LayerCapture,
@@ -97,16 +113,8 @@ def attention_rows(
     cos, sin = rope
     if cos.dim() != 3:
         raise RuntimeError(f"expected (batch, tokens, head_dim) RoPE tables, got {tuple(cos.shape)}")
-    (num_images, num_queries), length = queries.shape, hidden.shape[1]
-    groups = parts.num_heads // parts.num_kv_heads
-
-    # Queries: project only the requested rows, with the layer's own norm and q_proj.
-    rows = hidden[samples[:, None], queries]  # (I, Q, D)
-    q = parts.q_proj(parts.norm(rows)).view(num_images, num_queries, parts.num_kv_heads, groups, parts.head_dim)
-    q = q.permute(0, 2, 3, 1, 4).float()  # (I, H_kv, G, Q, d)
-    q_cos = cos[samples[:, None], queries].float()[:, None, None]
-    q_sin = sin[samples[:, None], queries].float()[:, None, None]
-    q = apply_rope(q, q_cos, q_sin)
+    length = hidden.shape[1]
+    q = _rotated_queries(parts, hidden, rope, samples, queries)  # (I, H_kv, G, Q, d)
 
     # Keys: the layer's own k_proj output, rotated like the layer rotates them.
     k = rope_keys(parts, keys, rope, samples) if rotated is None else rotated  # (I, H_kv, L, d)

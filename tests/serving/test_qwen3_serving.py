@@ -120,20 +120,26 @@ def test_a_video_is_served_unpruned_with_its_stock_ids(checkpoint):
     a plan they keep every token and the ids stock vLLM gives them, so the answer is
     stock's (the ids come from the plan's own numbering, which would differ if a frame
     were numbered as one image)."""
-    from vllm import SamplingParams
 
     frames = (np.random.default_rng(1).random((4, 128, 96, 3)) * 255).astype("uint8")
     metadata = {"fps": 2.0, "duration": 2.0, "total_num_frames": 4, "frames_indices": [0, 1, 2, 3],
                 "video_backend": "opencv", "do_sample_frames": False}
     prompt = "<|im_start|>user\n<|vision_start|><|video_pad|><|vision_end|>what is this?<|im_end|>\n<|im_start|>assistant\n"
     request = {"prompt": prompt, "multi_modal_data": {"video": (frames, metadata)}}
-    answers = []
-    for kwargs in ({}, vtprune.vllm.engine_kwargs("divprune", keep=KEEP)):
-        llm = engine(checkpoint, limit_mm_per_prompt={"image": 1, "video": 1}, **kwargs)
-        try:
-            assert (served_model(llm).vtprune is None) == (not kwargs)
-            (output,) = llm.generate([request], SamplingParams(temperature=0, max_tokens=8), use_tqdm=False)
-            answers.append((tuple(output.outputs[0].token_ids), len(output.prompt_token_ids)))
-        finally:
-            close(llm)
-    assert answers[0] == answers[1]
+    stock = _served_video(checkpoint, request, {})
+    assert stock == _served_video(checkpoint, request, vtprune.vllm.engine_kwargs("divprune", keep=KEEP))
+
+
+def _served_video(checkpoint, request, kwargs) -> tuple[tuple[int, ...], int]:
+    """Generated tokens and prompt length of one engine. The engine lives in this frame
+    only: an engine still referenced when the next one starts would, when collected,
+    tear down the parallel groups that the next one runs in."""
+    from vllm import SamplingParams
+
+    llm = engine(checkpoint, limit_mm_per_prompt={"image": 1, "video": 1}, **kwargs)
+    try:
+        assert (served_model(llm).vtprune is None) == (not kwargs)
+        (output,) = llm.generate([request], SamplingParams(temperature=0, max_tokens=8), use_tqdm=False)
+        return tuple(output.outputs[0].token_ids), len(output.prompt_token_ids)
+    finally:
+        close(llm)

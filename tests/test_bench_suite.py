@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from vtprune.bench.suite import SHAPES, run_suite, settings_for
-from vtprune.bench.suite_report import HEADER, markdown, write
+from vtprune.bench.suite_report import HEADER, markdown, throughput_markdown, write
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITE_ROW = {"label", "method", "keep", "visual_llm_input", "visual_layer_avg", "prefill_speedup", "ttft_speedup",
@@ -71,6 +71,27 @@ def test_suite_schema_on_the_tiny_shapes(tiny_suite, tmp_path):
     table = markdown(result)
     assert "| " + " | ".join(HEADER) + " |" in table
     assert "not run:" in table and "Batch throughput" in table and "Lowest measured / ideal" in table
+
+
+def test_throughput_warm_up_rounds_are_run_and_not_timed():
+    """Every variant runs ``warmup`` untimed rounds at each batch size before the timed
+    ones: the generate calls are counted on the real tiny model."""
+    import torch
+
+    from vtprune.bench.inputs import load_target
+    from vtprune.bench.throughput import run_throughput
+    from vtprune.variants import Variant
+
+    target = load_target(model_id=None, arch="tiny-llava", layers=4, batch_size=1, text_tokens=8, grid=(8, 8),
+                         dtype=torch.float32, device=torch.device("cpu"))
+    generate, calls = target.model.generate, []
+    target.model.generate = lambda **kwargs: calls.append(1) or generate(**kwargs)
+    result = run_throughput(target, [Variant("uniform", 0.5)], [2], text_tokens=8, grid=(8, 8),
+                            repeats=2, warmup=1, decode_tokens=1)
+    assert len(calls) == 2 * 3  # (unpruned, uniform) x (1 untimed + 2 timed rounds)
+    assert [len(row.seconds) for row in result.rows[2]] == [2, 2]
+    assert result.settings["warmup"] == 1
+    assert "after 1 untimed round." in "\n".join(throughput_markdown(result))
 
 
 def _refused(capsys, argv: list[str]) -> str:

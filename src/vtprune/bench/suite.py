@@ -182,11 +182,11 @@ def run_suite(
         target = target_of(shape)
         variants = throughput_variants(settings, shape)
         bar = _bar(progress, "throughput",
-                   settings.throughput_repeats * (len(variants) + 1) * len(settings.throughput_batches))
+                   (settings.warmup + settings.throughput_repeats) * (len(variants) + 1) * len(settings.throughput_batches))
         try:
             result.throughput = run_throughput(target, variants, settings.throughput_batches,
                                                text_tokens=settings.prompt_tokens, grid=shape.grid_for(settings.preset),
-                                               repeats=settings.throughput_repeats,
+                                               repeats=settings.throughput_repeats, warmup=settings.warmup,
                                                decode_tokens=settings.decode_tokens, progress=bar)
         finally:
             _close(bar)

@@ -93,11 +93,16 @@ def markdown(result: SuiteResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _after_warmup(rounds: int) -> str:
+    return f" after {rounds} untimed round{'s' if rounds > 1 else ''}" if rounds else ""
+
+
 def throughput_markdown(throughput) -> list[str]:
     s = throughput.settings
     lines = [f"### Batch throughput, {throughput.target}", "",
              f"one generate call per batch ({s['decode_tokens']} tokens per request), {s['device']} {s['dtype']}, "
-             f"median of {s['repeats']} interleaved repetitions.", "",
+             f"median of {s['repeats']} interleaved repetitions"
+             f"{_after_warmup(s.get('warmup', 0))}.", "",
              "| method | batch | requests/s | vs unpruned | KV after the call | KV vs unpruned | peak memory vs unpruned |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for batch, rows in throughput.rows.items():

@@ -79,11 +79,14 @@ def run_throughput(
     text_tokens: int,
     grid: tuple[int, int],
     repeats: int = 2,
+    warmup: int = 0,
     decode_tokens: int = 4,
     progress: Any = None,
 ) -> ThroughputResult:
     """Requests per second and KV memory of ``variants`` (and the unpruned model, added
-    first) on ``target``'s model, at each batch size of synthetic prompts."""
+    first) on ``target``'s model, at each batch size of synthetic prompts, after
+    ``warmup`` untimed rounds of every variant at that size (a GPU's first call at a new
+    batch shape pays for allocation and kernel choice: 2-3x the time of the next ones on an H200)."""
     model = target.model
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
@@ -101,17 +104,19 @@ def run_throughput(
             if "pixel_values" in batch:
                 batch["pixel_values"] = batch["pixel_values"].to(dtype)
             rows = [ThroughputRow(v.label, size) for v in usable]
-            for _ in range(repeats):
+            for round_ in range(warmup + repeats):
                 for variant, row in zip(usable, rows):
                     out = {}
                     with pruned(model, variant, quiet=True), peak_memory(device) as memory:
-                        row.seconds.append(timed(lambda: out.update(g=model.generate(**batch, **args)), device))
-                    row.kv_cache_bytes = cache_bytes(cache_of(out["g"]))
-                    row.peak_memory_bytes = memory.get("bytes")
+                        seconds = timed(lambda: out.update(g=model.generate(**batch, **args)), device)
+                    if round_ >= warmup:
+                        row.seconds.append(seconds)
+                        row.kv_cache_bytes = cache_bytes(cache_of(out["g"]))
+                        row.peak_memory_bytes = memory.get("bytes")
                     del out
                     if progress is not None:
                         progress.update(1)
             results[size] = rows
-    settings = {"batches": list(batches), "repeats": repeats, "decode_tokens": decode_tokens,
+    settings = {"batches": list(batches), "repeats": repeats, "warmup": warmup, "decode_tokens": decode_tokens,
                 "prompt_tokens": text_tokens, "device": str(device), "dtype": str(dtype)}
     return ThroughputResult(target.name, settings, results, skipped)

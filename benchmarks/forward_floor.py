@@ -8,13 +8,12 @@ Random weights, bf16 on a GPU (fp32 on a CPU), SDPA, inputs as ``vtprune bench``
 them. The language model at 1 token is the cost of running its layers at all (on a GPU
 at batch 1, mostly the host launching kernels): no pruned prefill goes below it plus
 the vision tower, whatever it keeps. Medians over ``--repeats`` after two warm-ups, in
-milliseconds.
+milliseconds, with half their spread (as ``vtprune bench`` reports them).
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 from pathlib import Path
 
@@ -22,15 +21,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from vtprune.bench.figures import Figure  # noqa: E402
 from vtprune.bench.inputs import load_target  # noqa: E402
 from vtprune.bench.measure import timed  # noqa: E402
 from vtprune.loading import default_device, default_dtype  # noqa: E402
 
 
-def median_ms(fn, device: torch.device, repeats: int) -> float:
+def milliseconds(fn, device: torch.device, repeats: int) -> str:
     for _ in range(2):
         fn()
-    return 1000 * statistics.median(timed(fn, device) for _ in range(repeats))
+    figure = Figure.of([1000 * timed(fn, device) for _ in range(repeats)])
+    return f"{figure.median:.1f}±{figure.spread:.1f}"
 
 
 def floors(arch: str, layers: int | None, repeats: int, device: torch.device, dtype: torch.dtype) -> dict:
@@ -41,12 +42,11 @@ def floors(arch: str, layers: int | None, repeats: int, device: torch.device, dt
     total = batch["input_ids"].shape[1]
     result = {"arch": target.name, "prompt_tokens": total}
     with torch.inference_mode():
-        result["prefill_ms"] = median_ms(lambda: model(**batch), device, repeats)
+        result["prefill_ms"] = milliseconds(lambda: model(**batch), device, repeats)
         width = model.config.get_text_config().hidden_size
-        for n in (1, 64, 128, 192, total):
+        for n in sorted({1, 64, 128, 192, total}):
             embeds = torch.randn(1, n, width, device=device, dtype=dtype)
-            result[f"language_model_{n}_ms"] = median_ms(lambda: language_model(inputs_embeds=embeds), device, repeats)
-    result["outside_language_model_ms"] = result["prefill_ms"] - result[f"language_model_{total}_ms"]
+            result[f"language_model_{n}_ms"] = milliseconds(lambda: language_model(inputs_embeds=embeds), device, repeats)
     return result
 
 
@@ -61,8 +61,9 @@ def main() -> None:
     dtype = default_dtype(None, device)
     for arch in args.arch:
         row = floors(arch, args.layers, args.repeats, device, dtype)
-        print(" ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
-        torch.cuda.empty_cache() if device.type == "cuda" else None
+        print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

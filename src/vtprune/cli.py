@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=at_least(1), nargs=2, metavar=("ROWS", "COLS"),
                    help="Qwen image token grid for synthetic prompts (default 32 32)")
     p.add_argument("--repeats", type=at_least(1), help="timed repetitions (default 5; --suite: its preset's)")
-    p.add_argument("--warmup", type=at_least(0), help="untimed repetitions first (default 1; --suite: its preset's)")
+    p.add_argument("--warmup", type=at_least(0), help="untimed repetitions first, also before the --suite throughput rounds (default 1; --suite: its preset's)")
     p.add_argument("--decode-tokens", type=at_least(1),
                    help="tokens generated per repetition; 1 times the first token only (default 4; --suite: its "
                    "preset's)")

@@ -120,7 +120,6 @@ def test_a_video_is_served_unpruned_with_its_stock_ids(checkpoint):
     a plan they keep every token and the ids stock vLLM gives them, so the answer is
     stock's (the ids come from the plan's own numbering, which would differ if a frame
     were numbered as one image)."""
-
     frames = (np.random.default_rng(1).random((4, 128, 96, 3)) * 255).astype("uint8")
     metadata = {"fps": 2.0, "duration": 2.0, "total_num_frames": 4, "frames_indices": [0, 1, 2, 3],
                 "video_backend": "opencv", "do_sample_frames": False}

@@ -20,24 +20,34 @@ import torch
 from .published import BUDGETS, METHODS, merged
 
 
+def row_ranks(x: torch.Tensor) -> torch.Tensor:
+    """(R, M) -> the ranks from 1 within each row, ties sharing their mean rank."""
+    ordinal = torch.empty_like(x, dtype=torch.float64)
+    ordinal.scatter_(1, x.argsort(dim=1), torch.arange(1, x.shape[1] + 1, dtype=torch.float64).expand(x.shape))
+    same = (x[:, :, None] == x[:, None, :]).double()
+    return (same @ ordinal[..., None]).squeeze(-1) / same.sum(-1)
+
+
 def ranks(values: Sequence[float]) -> torch.Tensor:
     """Ranks from 1, ties sharing their mean rank."""
-    x = torch.tensor(values, dtype=torch.float64)
-    order = x.argsort()
-    ordinal = torch.empty_like(x)
-    ordinal[order] = torch.arange(1, len(x) + 1, dtype=torch.float64)
-    same = x[:, None] == x[None, :]
-    return (same.double() @ ordinal) / same.sum(1)
+    return row_ranks(torch.tensor(values, dtype=torch.float64)[None])[0]
+
+
+def row_spearman(a: torch.Tensor, b: Sequence[float]) -> torch.Tensor:
+    """(R, M) measured rows against one (M,) reference -> (R,) Spearman's rho (NaN for a
+    row of equal values)."""
+    ra = row_ranks(a.double())
+    rb = ranks(b)
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean()
+    denominator = ra.norm(dim=1) * rb.norm()
+    return torch.where(denominator > 0, (ra @ rb) / denominator, torch.tensor(float("nan"), dtype=torch.float64))
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman's rho: Pearson correlation of the (tie-averaged) ranks."""
     if len(a) != len(b) or len(a) < 2:
         raise ValueError(f"spearman needs two sequences of equal length >= 2; got {len(a)} and {len(b)}")
-    ra, rb = ranks(a), ranks(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denominator = (ra.norm() * rb.norm()).item()
-    return float("nan") if denominator == 0 else (ra @ rb).item() / denominator
+    return row_spearman(torch.tensor(a, dtype=torch.float64)[None], b)[0].item()
 
 
 def retention_table(results: Mapping) -> dict[int, dict[str, float]]:
@@ -70,24 +80,62 @@ def compare(measured: Mapping[int, Mapping[str, float]],
     return report
 
 
+def _interval(report: Mapping, key) -> str:
+    part = report.get("intervals", {}).get(key)
+    if part is None:
+        return ""
+    share = round(100 * report["intervals"]["level"])
+    return (f" ({share}% of {report['intervals']['rounds']} redraws of the questions: "
+            f"{part['low']:.2f} to {part['high']:.2f})")
+
+
 def format_report(report: Mapping) -> str:
     lines = []
     for budget, part in report["budgets"].items():
-        lines.append(f"keep {budget} of 576: Spearman {part['spearman']:.3f}")
+        lines.append(f"keep {budget} of 576: Spearman {part['spearman']:.3f}{_interval(report, budget)}")
         rows = sorted(zip(part["methods"], part["measured"], part["published"]), key=lambda r: -r[2])
         lines += [f"  {m:<10} proving ground {v:5.1f}%   LLaVA-1.5-7B {p:5.1f}%" for m, v, p in rows]
         if report["missing"][budget]:
             lines.append(f"  not compared: {', '.join(report['missing'][budget])}")
-    lines.append(f"pooled over both budgets: Spearman {report['pooled_spearman']:.3f}")
+    if "intervals_missing" in report:
+        lines.append(f"(no intervals: {report['intervals_missing']})")
+    lines.append(f"pooled over both budgets: Spearman {report['pooled_spearman']:.3f}{_interval(report, 'pooled')}")
     return "\n".join(lines)
+
+
+def add_intervals(report: dict, results: Mapping, results_path: Path, rounds: int) -> None:
+    """Put the bootstrap intervals (:mod:`.rank_intervals`) in ``report`` when the run's
+    answers are beside its ``results.json``; otherwise say why not."""
+    from .rank_intervals import UNPRUNED, bootstrap, read_correct
+
+    labels = {(int(row["keep"]), row["method"]): row.get("label") for row in results["rows"]
+              if row.get("method") in METHODS and row.get("keep") in BUDGETS}
+    unpruned = [row.get("label") for row in results["rows"] if row.get("method") is None]
+    named = unpruned and None not in (*unpruned, *labels.values())
+    correct = read_correct(results_path, [*unpruned[:1], *labels.values()]) if named else None
+    if correct is None:
+        report["intervals_missing"] = f"no complete predictions/ folder beside {results_path}"
+        return
+    correct[UNPRUNED] = correct.pop(unpruned[0])
+    report["intervals"] = bootstrap(report, correct, labels, rounds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vtprune.eval.ranking", description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="results.json of a `vtprune eval` run at --keep 64 128")
     parser.add_argument("--json", type=Path, help="also write the report here")
+    parser.add_argument("--bootstrap", type=int, default=2000, metavar="ROUNDS",
+                        help="redraws of the questions for the 95%% intervals, read from the run's "
+                             "predictions/ folder (default 2000; 0: none)")
     args = parser.parse_args(argv)
-    report = compare(retention_table(json.loads(args.results.read_text())))
+    if args.bootstrap < 0:
+        parser.error(f"--bootstrap: expected a number of redraws >= 0; got {args.bootstrap}")
+    if not args.results.is_file():
+        parser.error(f"results: no file {args.results}; give the results.json of a `vtprune eval` run")
+    results = json.loads(args.results.read_text())
+    report = compare(retention_table(results))
+    if args.bootstrap:
+        add_intervals(report, results, args.results, args.bootstrap)
     print(format_report(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")

@@ -74,6 +74,17 @@ def build_processor() -> LlavaProcessor:
     )
 
 
+def model_size_of(config: LlavaConfig) -> ModelSize:
+    """The :class:`ModelSize` of a model's config (a trained or grown one)."""
+    vision, text = config.vision_config, config.text_config
+    return ModelSize(
+        vision_hidden=vision.hidden_size, vision_layers=vision.num_hidden_layers,
+        vision_heads=vision.num_attention_heads, vision_mlp=vision.intermediate_size,
+        text_hidden=text.hidden_size, text_layers=text.num_hidden_layers, text_heads=text.num_attention_heads,
+        text_kv_heads=text.num_key_value_heads, text_mlp=text.intermediate_size,
+    )
+
+
 def build_config(size: ModelSize, processor: LlavaProcessor) -> LlavaConfig:
     tokenizer = processor.tokenizer
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (PAD, BOS, EOS, IMAGE)}

@@ -8,6 +8,9 @@
 2. LLaVA: the projector and the language model learn to answer, with the grounding
    losses (:mod:`.grounding`) on and the vision tower frozen (``freeze_vision``).
 
+A run can instead go on from a trained checkpoint (``init_from``), deepened first if
+asked (``grow_front``, :mod:`.growth`); stage 1 is then skipped.
+
 Both stages use AdamW with linear warm-up and cosine decay. Stage 2 step s reads
 train scenes ``s*batch .. s*batch + batch - 1``; stage 1 reads scenes from
 ``VISION_SCENES_START`` on, so no scene is seen twice. The data a run sees is fixed;
@@ -28,10 +31,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LlavaForConditionalGeneration, LlavaProcessor
 
-from ..model import ModelSize, build_model, build_processor
+from ..model import ModelSize, build_model, build_processor, model_size_of
 from ..questions import FAMILIES
 from .batches import make_batch
 from .curriculum import visible_tokens
+from .growth import grow_front
 from .objective import AuxiliaryHeads, LossWeights, answer_hits, packed_losses, vision_losses
 from .packing import Packer
 from .positions import start_with_grid_positions
@@ -87,6 +91,13 @@ class TrainSettings:
     vision_from: str = _setting(
         "", "checkpoint folder whose vision tower stage 2 starts from, stage 1 skipped ('bundled': the bundled "
         "checkpoint's, same vision size; '': stage 1 trains one)")
+    init_from: str = _setting(
+        "", "checkpoint folder the whole model starts from, stage 1 skipped ('bundled': the bundled checkpoint; "
+        "its sizes replace --size; '': a new model)")
+    grow_front: int = _setting(
+        0, "identity copies of a trained decoder layer put in front of the language model before stage 2 "
+        "(see training.growth; 0: none)")
+    grow_source: int = _setting(0, "the decoder layer those copies are made of")
     freeze_vision: bool = _setting(
         True, "stage 2 keeps the stage 1 vision tower frozen (without its backward pass a step costs half)",
         cli=False)
@@ -194,27 +205,47 @@ def _train_vision(model: LlavaForConditionalGeneration, heads: AuxiliaryHeads, s
     bar.close()
 
 
+def _load_trained(source: str) -> LlavaForConditionalGeneration:
+    """The float32 model of the checkpoint at ``source`` ('bundled': the bundled one)."""
+    from ..checkpoint import checkpoint_path, load
+
+    return load(path=checkpoint_path() if source == "bundled" else Path(source))[0]
+
+
 def _load_vision_tower(model: LlavaForConditionalGeneration, source: str) -> None:
     """Copy the vision tower of the checkpoint at ``source`` ('bundled': the bundled one)
     into ``model``; the towers must have the same widths and depths."""
-    from ..checkpoint import checkpoint_path, load
-
-    folder = checkpoint_path() if source == "bundled" else Path(source)
-    trained, _ = load(path=folder)
+    trained = _load_trained(source)
     try:
         model.model.vision_tower.load_state_dict(trained.model.vision_tower.state_dict())
     except RuntimeError as error:
-        raise ValueError(f"vision_from: the vision tower at {folder} does not fit this model's size ({error})") from None
+        raise ValueError(f"vision_from: the vision tower at {source} does not fit this model's size ({error})") from None
+
+
+def check_settings(settings: TrainSettings) -> None:
+    """Settings that cannot go together, refused before any model is built or loaded."""
+    if settings.init_from and settings.vision_from:
+        raise ValueError("init_from and vision_from: give one; init_from already brings its vision tower")
+    if settings.init_from and settings.size != ModelSize():
+        raise ValueError("size: a model started from init_from has that checkpoint's sizes; leave size out")
+    if settings.grow_front < 0:
+        raise ValueError(f"grow_front: expected a number of layers >= 0; got {settings.grow_front}")
+    if settings.grow_source < 0:
+        raise ValueError(f"grow_source: expected a decoder layer >= 0; got {settings.grow_source}")
 
 
 def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, LlavaProcessor, dict]:
     """Train a model; returns it (float32), its processor, and a record of the run."""
+    check_settings(settings)
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     processor = build_processor()
-    model = build_model(settings.size, processor)
-    if settings.position_norm > 0:
-        start_with_grid_positions(model.model.vision_tower, settings.position_norm)
+    if settings.init_from:
+        model = _load_trained(settings.init_from)
+    else:
+        model = build_model(settings.size, processor)
+        if settings.position_norm > 0:
+            start_with_grid_positions(model.model.vision_tower, settings.position_norm)
     heads = AuxiliaryHeads(model.config.vision_config.hidden_size, model.config.text_config.hidden_size)
     packer = Packer(processor.tokenizer)
     model.train()
@@ -222,9 +253,10 @@ def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, Llava
 
     if settings.vision_from:
         _load_vision_tower(model, settings.vision_from)
-    else:
+    elif not settings.init_from:
         _train_vision(model, heads, settings)
     vision_seconds = time.perf_counter() - start
+    grow_front(model, settings.grow_front, settings.grow_source)
 
     if settings.freeze_vision:
         model.model.vision_tower.requires_grad_(False)
@@ -262,7 +294,7 @@ def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, Llava
     model.requires_grad_(True)
     model.eval()
     record = {
-        "settings": {**asdict(settings), "size": settings.size.to_dict()},
+        "settings": {**asdict(settings), "size": model_size_of(model.config).to_dict()},
         "wall_seconds": round(time.perf_counter() - start, 1),
         "vision_stage_seconds": round(vision_seconds, 1),
         "torch_threads": settings.threads,

@@ -349,3 +349,31 @@ def test_stage_2_can_start_from_a_trained_vision_tower(tmp_path):
     assert record["vision_stage_seconds"] < 60
     with pytest.raises(ValueError, match="vision_from: the vision tower"):
         train(TrainSettings(vision_from="bundled", steps=1, size=TINY))
+
+
+def test_the_context_loss_asks_every_visual_token_for_the_scene():
+    import torch.nn.functional as F
+
+    from vtprune.proving_ground.train import build_parser
+    from vtprune.proving_ground.training.objective import AuxiliaryHeads, LossWeights, SCENE_LABELS
+
+    torch.manual_seed(0)
+    selected = torch.randn(2, 577, TINY.vision_hidden)
+    scene = (torch.rand(2, len(SCENE_LABELS)) > 0.7).float()
+    patches = torch.zeros(2, 576, 4, dtype=torch.long)
+    patches[:, :5, 0] = 1
+    heads = AuxiliaryHeads(TINY.vision_hidden, context=True)
+    losses = heads.losses(selected, scene, patches)
+    head = heads.context
+    by_hand = torch.stack([
+        F.binary_cross_entropy(torch.sigmoid(head.out(head.norm(selected[b, t]))), scene[b])
+        for b in range(2) for t in range(1, 577)
+    ]).mean()
+    torch.testing.assert_close(losses.context, by_hand, rtol=1e-5, atol=1e-6)
+    plain = LossWeights().tower_total(losses)
+    assert LossWeights(context=0.5).tower_total(losses).item() == pytest.approx(plain.item() + 0.5 * by_hand.item(), rel=1e-6)
+    without = AuxiliaryHeads(TINY.vision_hidden).losses(selected, scene, patches)
+    assert without.context is None and torch.isfinite(LossWeights(context=0.5).tower_total(without))
+    args = build_parser().parse_args(["--context-weight", "0.5", "--freeze-vision", "no"])
+    assert (args.context_weight, args.freeze_vision) == (0.5, False)
+    assert build_parser().parse_args([]).freeze_vision is True

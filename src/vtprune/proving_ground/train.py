@@ -20,6 +20,14 @@ def _options() -> list:
     return [f for f in fields(TrainSettings) if f.metadata.get("cli")]
 
 
+def _yes_no(text: str) -> bool:
+    """A boolean setting on the command line: yes/no, true/false, 1/0."""
+    known = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
+    if text.lower() not in known:
+        raise argparse.ArgumentTypeError(f"expected one of {sorted(known)}; got {text!r}")
+    return known[text.lower()]
+
+
 def build_parser() -> argparse.ArgumentParser:
     defaults = TrainSettings()
     types = {f.name: f.type for f in fields(TrainSettings)}
@@ -32,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         if isinstance(default, tuple):
             parser.add_argument(flag, nargs="*", default=default, help=f"{text} (default {' '.join(default)})")
         else:
-            kind = {"float": float, "str": str}.get(getattr(types[f.name], "__name__", types[f.name]), int)
+            kind = {"float": float, "str": str, "bool": _yes_no}.get(
+                getattr(types[f.name], "__name__", types[f.name]), int)
             parser.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
     sizes = ", ".join(f"{f.name}={getattr(ModelSize(), f.name)}" for f in fields(ModelSize))
     parser.add_argument("--size", nargs="*", default=[], metavar="FIELD=VALUE",

@@ -16,6 +16,10 @@ only and are not part of the checkpoint:
   glyph, whether it is an object's middle patch: ``Box.middle_patch``). Dense labels
   teach the tower in minutes what the answer loss alone teaches in hours, and keep
   each object's evidence in its own tokens, which is what makes pruning matter.
+* The context loss (off unless weighted) asks every visual token what the scene
+  loss asks CLS: which kinds, glyphs and background the image has. CLIP's patch
+  tokens carry much of the image's global content, so a token kept for any reason
+  still says something about the rest; with this loss the tower's do too.
 * The position loss asks every object and tile token where it is (its column and
   row, regressed), so that the values the language model collects from an object
   say where the object is; the position embeddings start from a 2-D table (see
@@ -154,21 +158,30 @@ class SceneHead(nn.Module):
 class AuxiliaryHeads(nn.Module):
     """The training-only heads: on the vision tower, and (``text_hidden``) on the language model."""
 
-    def __init__(self, hidden: int, text_hidden: int | None = None) -> None:
+    def __init__(self, hidden: int, text_hidden: int | None = None, context: bool = False) -> None:
         super().__init__()
         self.scene = SceneHead(hidden)
         self.patch = PatchHead(hidden)
         self.position = PositionHead(hidden)
         # on the language model (see training.locating); None: no locating loss
         self.location = None if text_hidden is None else LocationHeads(text_hidden)
+        # made last and only when asked, so runs without it start from the same weights
+        self.context = SceneHead(hidden) if context else None
 
     def losses(self, selected: torch.Tensor, scene: torch.Tensor, patches: torch.Tensor) -> "TowerLosses":
         """The three losses on the vision tower's features at the feature layer
-        (``selected``: CLS first, then the 576 visual tokens)."""
+        (``selected``: CLS first, then the 576 visual tokens), and the context loss
+        when its head exists."""
+        tokens = selected[:, 1:]
+        context = None
+        if self.context is not None:
+            logits = self.context(tokens)
+            context = F.binary_cross_entropy_with_logits(logits, scene[:, None].expand_as(logits))
         return TowerLosses(
             F.binary_cross_entropy_with_logits(self.scene(selected[:, 0]), scene),
-            self.patch.loss(selected[:, 1:], patches),
-            self.position.loss(selected[:, 1:], patches),
+            self.patch.loss(tokens, patches),
+            self.position.loss(tokens, patches),
+            context,
         )
 
 
@@ -177,6 +190,7 @@ class TowerLosses:
     scene: torch.Tensor
     patch: torch.Tensor
     position: torch.Tensor
+    context: torch.Tensor | None = None  # None: no context head
 
 
 @dataclass
@@ -220,6 +234,7 @@ class LossWeights:
     scene: float = 0.5
     patch: float = 0.5
     position: float = 1.0
+    context: float = 0.0
     grounding: float = 0.0
     bind_layer: int = 0
     bind_head: int | None = 0  # None: the bind hop is left free
@@ -233,7 +248,10 @@ class LossWeights:
     terms: tuple[str, ...] = ("look", "count", "bind", "read", "locate")
 
     def tower_total(self, losses: TowerLosses) -> torch.Tensor:
-        return self.scene * losses.scene + self.patch * losses.patch + self.position * losses.position
+        total = self.scene * losses.scene + self.patch * losses.patch + self.position * losses.position
+        if self.context and losses.context is not None:
+            total = total + self.context * losses.context
+        return total
 
 
 def packed_losses(

@@ -77,6 +77,9 @@ class TrainSettings:
     scene_weight: float = _setting(0.5, "weight of the CLS scene loss")
     patch_weight: float = _setting(0.5, "weight of the per-token patch loss")
     position_weight: float = _setting(1.0, "stage 1 weight of the object-token position loss (0: off)")
+    context_weight: float = _setting(
+        0.0, "weight of the context loss: every visual token also names the scene's contents (0: off; "
+        "see training.objective)")
     position_norm: float = _setting(
         2.0, "length of the 2-D sin/cos start of the position embeddings (0: random start; see training.positions)")
     subset_tokens: int = _setting(112, "visual tokens per image at the start of stage 2 (see training.curriculum)")
@@ -99,8 +102,7 @@ class TrainSettings:
         "(see training.growth; 0: none)")
     grow_source: int = _setting(0, "the decoder layer those copies are made of")
     freeze_vision: bool = _setting(
-        True, "stage 2 keeps the stage 1 vision tower frozen (without its backward pass a step costs half)",
-        cli=False)
+        True, "stage 2 keeps the stage 1 vision tower frozen (without its backward pass a step costs half)")
     seed: int = _setting(0, "initialisation seed")
     threads: int = _setting(2, "torch CPU threads")
     eval_every: int = _setting(500, "stage 2 steps between validation passes")
@@ -121,6 +123,7 @@ def _loss_weights(settings: TrainSettings, step: int) -> LossWeights:
     """The loss weights at stage 2 step ``step``; stage 1 uses their tower part."""
     return LossWeights(
         scene=settings.scene_weight, patch=settings.patch_weight, position=settings.position_weight,
+        context=settings.context_weight,
         grounding=settings.grounding_weight, vision=not settings.freeze_vision, terms=settings.grounding_terms,
         bind_layer=settings.bind_layer, look_layer=settings.look_layer, read_layer=settings.read_layer,
     )
@@ -246,7 +249,8 @@ def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, Llava
         model = build_model(settings.size, processor)
         if settings.position_norm > 0:
             start_with_grid_positions(model.model.vision_tower, settings.position_norm)
-    heads = AuxiliaryHeads(model.config.vision_config.hidden_size, model.config.text_config.hidden_size)
+    heads = AuxiliaryHeads(model.config.vision_config.hidden_size, model.config.text_config.hidden_size,
+                           context=settings.context_weight > 0)
     packer = Packer(processor.tokenizer)
     model.train()
     start = time.perf_counter()
@@ -276,6 +280,8 @@ def train(settings: TrainSettings) -> tuple[LlavaForConditionalGeneration, Llava
         shown = dict(tokens=tokens, loss=losses.answer.item(), acc=losses.answer_accuracy)
         if losses.tower is not None:
             shown["patch"] = losses.tower.patch.item()
+            if losses.tower.context is not None:
+                shown["context"] = losses.tower.context.item()
         if weights.grounding > 0:
             shown["ground"] = losses.grounding.item()
         bar.update()

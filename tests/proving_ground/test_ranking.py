@@ -50,13 +50,24 @@ def test_compare_reads_results_and_reports_missing(tmp_path, capsys):
     assert "not compared: pdrop" in capsys.readouterr().out
 
 
-def test_row_spearman_equals_spearman_row_by_row():
-    rows = torch.tensor([[3.0, 1.0, 2.0, 2.0], [1.0, 2.0, 3.0, 4.0], [5.0, 5.0, 5.0, 5.0]])
+def _spearman_by_hand(a, b):
+    """Pearson correlation of tie-averaged ranks, in plain Python (an independent reference)."""
+    def rank(values):
+        return [sum(1 for w in values if w < v) + (1 + sum(1 for w in values if w == v)) / 2 for v in values]
+    ra, rb = rank(a), rank(b)
+    ma, mb = sum(ra) / len(ra), sum(rb) / len(rb)
+    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb))
+    return cov / (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
+
+
+def test_row_spearman_equals_a_plain_computation_row_by_row():
+    rows = torch.tensor([[3.0, 1.0, 2.0, 2.0], [1.0, 2.0, 3.0, 4.0], [4.0, 3.0, 1.0, 2.0], [5.0, 5.0, 5.0, 5.0]])
     reference = [10.0, 20.0, 30.0, 30.0]
     got = ranking.row_spearman(rows, reference)
-    for row, value in zip(rows.tolist()[:2], got.tolist()[:2]):
-        assert value == pytest.approx(ranking.spearman(row, reference))
-    assert torch.isnan(got[2])  # a row of equal values has no ranking
+    for row, value in zip(rows.tolist()[:3], got.tolist()[:3]):
+        assert value == pytest.approx(_spearman_by_hand(row, reference))
+    assert got[1].item() == pytest.approx(4.5 / (5 * 4.5) ** 0.5)  # ranks 1..4 against 1, 2, 3.5, 3.5
+    assert torch.isnan(got[3])  # a row of equal values has no ranking
     assert ranking.row_ranks(rows).tolist()[0] == [4.0, 1.0, 2.5, 2.5]
 
 

@@ -50,12 +50,16 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     return row_spearman(torch.tensor(a, dtype=torch.float64)[None], b)[0].item()
 
 
+def compared_rows(results: Mapping) -> list[Mapping]:
+    """The rows of a ``vtprune eval`` results dict that the ranking compares."""
+    return [row for row in results["rows"] if row.get("method") in METHODS and row.get("keep") in BUDGETS]
+
+
 def retention_table(results: Mapping) -> dict[int, dict[str, float]]:
     """``{budget: {method: retention %}}`` from a ``vtprune eval`` results dict."""
     out: dict[int, dict[str, float]] = {}
-    for row in results["rows"]:
-        if row.get("method") in METHODS and row.get("keep") in BUDGETS:
-            out.setdefault(int(row["keep"]), {})[row["method"]] = 100 * row["retention"]
+    for row in compared_rows(results):
+        out.setdefault(int(row["keep"]), {})[row["method"]] = 100 * row["retention"]
     return out
 
 
@@ -108,8 +112,7 @@ def add_intervals(report: dict, results: Mapping, results_path: Path, rounds: in
     answers are beside its ``results.json``; otherwise say why not."""
     from .rank_intervals import UNPRUNED, bootstrap, read_correct
 
-    labels = {(int(row["keep"]), row["method"]): row.get("label") for row in results["rows"]
-              if row.get("method") in METHODS and row.get("keep") in BUDGETS}
+    labels = {(int(row["keep"]), row["method"]): row.get("label") for row in compared_rows(results)}
     unpruned = [row.get("label") for row in results["rows"] if row.get("method") is None]
     named = unpruned and None not in (*unpruned, *labels.values())
     correct = read_correct(results_path, [*unpruned[:1], *labels.values()]) if named else None

@@ -16,8 +16,8 @@ from .training.trainer import TrainSettings, save_checkpoint, train
 
 
 def _options() -> list:
-    """The settings on the command line: every field with help text not marked ``cli=False``."""
-    return [f for f in fields(TrainSettings) if f.metadata.get("cli")]
+    """The settings on the command line: every field with help text (all but ``size``)."""
+    return [f for f in fields(TrainSettings) if f.metadata.get("help")]
 
 
 def _yes_no(text: str) -> bool:

@@ -44,10 +44,10 @@ from .prefetch import QuestionJob, VisionJob, prefetched
 VISION_SCENES_START = 10_000_000
 
 
-def _setting(default, text: str, cli: bool = True):
-    """A settings field with its help text; ``cli`` False: not on the command line."""
+def _setting(default, text: str):
+    """A settings field with its help text (and so on the command line)."""
     kind = dict(default_factory=lambda: default) if isinstance(default, tuple) else dict(default=default)
-    return field(**kind, metadata={"help": text, "cli": cli})
+    return field(**kind, metadata={"help": text})
 
 
 def setting_help(name: str) -> str:
